@@ -1,0 +1,143 @@
+"""What the async and the blocking client share: defaults, channel options and request builders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+
+from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+SERVICE_NAME = "flowservice.v1.FlowService"
+
+#: Every FlowService method is safe to retry (see the service's proto comment),
+#: so the client retries UNAVAILABLE (database busy or briefly unreachable,
+#: server draining) with exponential backoff.
+SERVICE_CONFIG: dict[str, Any] = {
+    "methodConfig": [
+        {
+            "name": [{"service": SERVICE_NAME}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+LabelValue = bool | int | float | str
+Labels = Mapping[str, LabelValue]
+M = TypeVar("M", bound=Message)
+#: A filter: the generated message, or its JSON form as a dict, e.g.
+#: `{"name": {"any": ["etl"]}, "tags": {"all": ["prod"]}}`.
+FilterArg: TypeAlias = "M | Mapping[str, Any] | None"
+
+
+def channel_options(extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
+    """Channel options with the retry service config; `extra` entries win."""
+    options: dict[str, Any] = {
+        "grpc.service_config": json.dumps(SERVICE_CONFIG),
+        "grpc.enable_retries": 1,
+    }
+    options.update(dict(extra))
+    return list(options.items())
+
+
+def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """Per-call metadata: the bearer token when one is configured."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def any_of(*values: str) -> struct_pb2.ListValue:
+    """An `any` list for a filter message; `any_of()` is the empty list that matches nothing."""
+    result = struct_pb2.ListValue()
+    result.extend(values)
+    return result
+
+
+def as_message(value: M | Mapping[str, Any] | None, message_type: type[M]) -> M | None:
+    """Accept a filter as a message or as its JSON-form dict (unknown keys are an error)."""
+    if isinstance(value, Mapping):
+        return json_format.ParseDict(dict(value), message_type())
+    return value
+
+
+def labels_struct(labels: Labels) -> struct_pb2.Struct:
+    """Labels as the `Struct` the contract carries."""
+    result = struct_pb2.Struct()
+    result.update(dict(labels))
+    return result
+
+
+def flow_labels(flow: flow_pb2.Flow) -> dict[str, LabelValue] | None:
+    """A flow's labels as a dict (None when it has none); whole numbers come back as int."""
+    if not flow.HasField("labels"):
+        return None
+    return {key: _label_value(value) for key, value in flow.labels.fields.items()}
+
+
+def _label_value(value: struct_pb2.Value) -> LabelValue:
+    kind = value.WhichOneof("kind")
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "string_value":
+        return value.string_value
+    number = value.number_value
+    return int(number) if number.is_integer() else number
+
+
+def create_flow_request(
+    name: str, tags: Sequence[str], labels: Labels | None
+) -> flow_service_pb2.CreateFlowRequest:
+    request = flow_service_pb2.CreateFlowRequest(name=name, tags=tags)
+    if labels is not None:
+        request.labels.CopyFrom(labels_struct(labels))
+    return request
+
+
+def update_flow_request(
+    flow_id: str, tags: Sequence[str] | None
+) -> flow_service_pb2.UpdateFlowRequest:
+    """Replace the tags when given (an empty list clears them); None writes nothing."""
+    request = flow_service_pb2.UpdateFlowRequest(id=flow_id)
+    if tags is not None:
+        request.tags.extend(tags)
+        request.update_mask.paths.append("tags")
+    return request
+
+
+def filter_fields(
+    *,
+    flows: FilterArg[filters_pb2.FlowFilter],
+    flow_runs: FilterArg[filters_pb2.FlowRunFilter],
+    task_runs: FilterArg[filters_pb2.TaskRunFilter],
+    deployments: FilterArg[filters_pb2.DeploymentFilter],
+    work_pools: FilterArg[filters_pb2.WorkPoolFilter],
+) -> dict[str, Any]:
+    """The five filter fields that ReadFlowsRequest and CountFlowsRequest share."""
+    return {
+        "flows": as_message(flows, filters_pb2.FlowFilter),
+        "flow_runs": as_message(flow_runs, filters_pb2.FlowRunFilter),
+        "task_runs": as_message(task_runs, filters_pb2.TaskRunFilter),
+        "deployments": as_message(deployments, filters_pb2.DeploymentFilter),
+        "work_pools": as_message(work_pools, filters_pb2.WorkPoolFilter),
+    }
+
+
+def read_flows_request(
+    filters: dict[str, Any],
+    sort: flow_service_pb2.FlowSort.ValueType,
+    offset: int,
+    limit: int | None,
+) -> flow_service_pb2.ReadFlowsRequest:
+    request = flow_service_pb2.ReadFlowsRequest(**filters, sort=sort, offset=offset)
+    if limit is not None:
+        request.limit = limit
+    return request
