@@ -1,0 +1,1 @@
+"""The database: column types, tables, the dialect seam, the engine and migrations."""

@@ -1,0 +1,217 @@
+"""Every difference between SQLite and PostgreSQL, in one place (style M2).
+
+Callers build dialect-neutral expressions (`tags_have_all(column, values)`);
+the SQL each dialect gets is decided here, at compile time, so that the
+filter compiler never asks which database it runs on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.sql.compiler import SQLCompiler
+    from sqlalchemy.sql.dml import Insert
+    from sqlalchemy.types import TypeEngine
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+# --- inserts that ignore a unique conflict -----------------------------------
+
+
+def insert_ignoring_conflict(
+    dialect_name: str, table: sa.Table, conflict_columns: Sequence[sa.Column[Any]]
+) -> Insert:
+    """INSERT … ON CONFLICT (columns) DO NOTHING, in the dialect's own construct."""
+    build = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return build(table).on_conflict_do_nothing(index_elements=conflict_columns)
+
+
+def serializes_writes(dialect: Dialect) -> bool:
+    """SQLite has one writer at a time: queue writers in-process instead of spinning on busy."""
+    return dialect.name == "sqlite"
+
+
+# --- JSON tag operators ------------------------------------------------------
+
+
+class StringList(sa.TypeDecorator[Sequence[str]]):
+    """A bound list of strings: a text[] array on PostgreSQL, JSON array text on SQLite."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(sa.String()))
+        return dialect.type_descriptor(sa.String())
+
+    def process_bind_param(self, value: Sequence[str] | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
+
+
+def _string_list(values: Sequence[str]) -> sa.BindParameter[Sequence[str]]:
+    return sa.bindparam(None, list(values), type_=StringList())
+
+
+class tags_have_all(FunctionElement[bool]):  # noqa: N801  # SQL function style
+    """The JSON array column holds every one of the strings (a superset test)."""
+
+    type = sa.Boolean()
+    name = "tags_have_all"
+    inherit_cache = True
+
+    def __init__(self, column: sa.ColumnElement[Any], values: Sequence[str]) -> None:
+        super().__init__(column, _string_list(values))
+
+
+class tags_have_any(FunctionElement[bool]):  # noqa: N801  # SQL function style
+    """The JSON array column holds at least one of the strings; none for an empty list."""
+
+    type = sa.Boolean()
+    name = "tags_have_any"
+    inherit_cache = True
+
+    def __init__(self, column: sa.ColumnElement[Any], values: Sequence[str]) -> None:
+        super().__init__(column, _string_list(values))
+
+
+class tags_are_empty(FunctionElement[bool]):  # noqa: N801  # SQL function style
+    """The JSON array column is the empty array (Prefect's `tags.is_null_`)."""
+
+    type = sa.Boolean()
+    name = "tags_are_empty"
+    inherit_cache = True
+
+
+def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
+    return [compiler.process(arg, **kw) for arg in element.clauses]
+
+
+@compiles(tags_have_all, "sqlite")
+def _sqlite_tags_have_all(element: tags_have_all, compiler: SQLCompiler, **kw: Any) -> str:
+    column, needles = _args(element, compiler, **kw)
+    # Compiled fragments and bound parameters only: no value is formatted in.
+    return (
+        f"NOT EXISTS (SELECT 1 FROM json_each({needles}) AS needle "  # noqa: S608
+        f"WHERE needle.value NOT IN (SELECT tag.value FROM json_each({column}) AS tag))"
+    )
+
+
+@compiles(tags_have_any, "sqlite")
+def _sqlite_tags_have_any(element: tags_have_any, compiler: SQLCompiler, **kw: Any) -> str:
+    column, needles = _args(element, compiler, **kw)
+    # Compiled fragments and bound parameters only: no value is formatted in.
+    return (
+        f"EXISTS (SELECT 1 FROM json_each({column}) AS tag "  # noqa: S608
+        f"WHERE tag.value IN (SELECT needle.value FROM json_each({needles}) AS needle))"
+    )
+
+
+@compiles(tags_are_empty, "sqlite")
+def _sqlite_tags_are_empty(element: tags_are_empty, compiler: SQLCompiler, **kw: Any) -> str:
+    # Every writer (Prefect's and ours) serialises an empty list as exactly "[]".
+    (column,) = _args(element, compiler, **kw)
+    return f"{column} = '[]'"
+
+
+@compiles(tags_have_all, "postgresql")
+def _pg_tags_have_all(element: tags_have_all, compiler: SQLCompiler, **kw: Any) -> str:
+    column, needles = _args(element, compiler, **kw)
+    return f"({column} ?& {needles})"
+
+
+@compiles(tags_have_any, "postgresql")
+def _pg_tags_have_any(element: tags_have_any, compiler: SQLCompiler, **kw: Any) -> str:
+    column, needles = _args(element, compiler, **kw)
+    return f"({column} ?| {needles})"
+
+
+@compiles(tags_are_empty, "postgresql")
+def _pg_tags_are_empty(element: tags_are_empty, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = _args(element, compiler, **kw)
+    return f"({column} = '[]'::jsonb)"
+
+
+# --- connections ---------------------------------------------------------------
+
+
+def engine_arguments(dialect_name: str) -> dict[str, Any]:
+    """Extra `create_async_engine` arguments for the dialect."""
+    if dialect_name == "sqlite":
+        # pysqlite then opens a transaction with BEGIN IMMEDIATE right before
+        # the first INSERT/UPDATE/DELETE, so a write takes the database's write
+        # lock up front instead of failing to upgrade a read lock later, and
+        # plain reads run without a transaction.
+        return {"connect_args": {"isolation_level": "IMMEDIATE"}}
+    return {}
+
+
+def on_connect(dialect_name: str) -> Callable[[Any, Any], None] | None:
+    """A hook that prepares each new DBAPI connection, if the dialect needs one."""
+    if dialect_name != "sqlite":
+        return None
+
+    def prepare_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer nor the writer them.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # Prefect relies on FK cascades to delete a flow's runs and deployments.
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # A writer from another process waits this long for the lock.
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # In WAL mode NORMAL is durable across application crashes; only a
+        # power loss can lose the last commits.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    return prepare_sqlite
+
+
+def take_migration_lock(connection: sa.Connection) -> None:
+    """Serialise migrations across processes until the caller's transaction ends.
+
+    Several servers may start at once on one database; the first migrates and
+    the others then find the schema current.
+    """
+    if connection.dialect.name == "sqlite":
+        # SQLite's DDL is transactional once a transaction is open, and
+        # IMMEDIATE takes the write lock now (waiting up to busy_timeout).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+
+
+# A fixed 64-bit key for PostgreSQL's advisory lock ("flowsvc1" as bytes).
+_MIGRATION_LOCK_KEY = int.from_bytes(b"flowsvc1", "big") - 2**63
+
+
+# --- failures ------------------------------------------------------------------
+
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable to open database")
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database failure that a retry can cure: busy, or the connection is gone."""
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection in time
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        original = error.orig
+        if isinstance(original, sqlite3.OperationalError):
+            return str(original).startswith(_SQLITE_TRANSIENT)
+    return isinstance(error, ConnectionError | OSError)

@@ -1,0 +1,80 @@
+"""The engine and the unit of work: one connection (and, for writes, one transaction) per RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from flowservice_server.db import dialect
+from flowservice_server.db.migrate import upgrade_to_head
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An engine with the dialect's connection setup (SQLite pragmas, driver options)."""
+    backend = sa.make_url(url).get_backend_name()
+    engine = create_async_engine(url, **dialect.engine_arguments(backend))
+    hook = dialect.on_connect(backend)
+    if hook is not None:
+        sa.event.listen(engine.sync_engine, "connect", hook)
+    return engine
+
+
+class Database:
+    """Hands out connections for reads and transactions for writes.
+
+    Model functions receive the connection and never commit: the unit of work
+    here commits a write when the block ends and rolls it back on error.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # SQLite admits one writer at a time: queue this process's writers on
+        # a lock rather than have them sleep in SQLite's busy handler.
+        self._write_lock = asyncio.Lock() if dialect.serializes_writes(engine.dialect) else None
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool) -> Database:
+        """Connect, and bring the managed schema up to date when `migrate` is set."""
+        database = cls(create_engine(url))
+        try:
+            if migrate:
+                async with database.engine.connect() as connection:
+                    await connection.run_sync(upgrade_to_head)
+                    await connection.commit()
+            await database.ping()
+        except BaseException:
+            await database.close()
+            raise
+        return database
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writer_turn(), self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,62 @@
+"""Bring the managed schema to the newest migration, refusing databases that are not ours.
+
+FlowService records its Alembic history in its own version table. A database
+that a Prefect server wrote has Prefect's history in `alembic_version` and
+must never be migrated by us, so it is refused with a clear error (it can be
+served in the Prefect database mode instead).
+"""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, inspect
+
+from flowservice_server.db.dialect import take_migration_lock
+
+VERSION_TABLE = "flowservice_alembic_version"
+PREFECT_VERSION_TABLE = "alembic_version"
+SCRIPT_LOCATION = "flowservice_server:migrations"
+
+
+class ForeignSchemaError(Exception):
+    """The database holds tables that FlowService's migrations did not create."""
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_to_head(connection: Connection) -> None:
+    """Apply every pending migration in one transaction the caller commits.
+
+    Run through `AsyncConnection.run_sync`; concurrent starters wait for the
+    migration lock, then find nothing left to do.
+    """
+    take_migration_lock(connection)
+    check_ownership(connection)
+    command.upgrade(alembic_config(connection), "head")
+
+
+def check_ownership(connection: Connection) -> None:
+    """Refuse a Prefect database, or any database with our tables but not our history."""
+    tables = set(inspect(connection).get_table_names())
+    if VERSION_TABLE in tables:
+        return
+    if PREFECT_VERSION_TABLE in tables:
+        raise ForeignSchemaError(
+            "this database was created by a Prefect server (it has Prefect's "
+            f"'{PREFECT_VERSION_TABLE}' table); FlowService will not migrate it. "
+            "Serve it as it is with --database-mode prefect, or point "
+            "--database-url at a database of FlowService's own."
+        )
+    ours = {"flow", "flow_run", "task_run", "deployment", "work_queue", "work_pool"}
+    if found := sorted(tables & ours):
+        raise ForeignSchemaError(
+            f"this database already has tables named {', '.join(found)} but no "
+            f"'{VERSION_TABLE}' table, so FlowService did not create them and will not "
+            "migrate them. Use an empty database."
+        )

@@ -1,0 +1,181 @@
+"""Errors and the one table that turns any exception into a gRPC status with details.
+
+Request handling raises the typed errors below (or lets a database error
+through); `status_for` is the only place that picks a status code. Every
+status carries an `ErrorInfo` (AIP-193); INVALID_ARGUMENT adds `BadRequest`
+field violations, NOT_FOUND a `ResourceInfo`, UNAVAILABLE a `RetryInfo`.
+An unexpected exception becomes INTERNAL (never UNKNOWN) after its traceback
+is logged; the caller sees only an incident id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from flowservice_server.db.dialect import is_transient
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from google.protobuf.message import Message
+
+DOMAIN = "flowservice.v1"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad request field: its path (`flows.id.any[1]`) and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class FlowServiceError(Exception):
+    """Root of the errors a request can end in."""
+
+
+class InvalidArgumentError(FlowServiceError):
+    """The request cannot be served as written."""
+
+    def __init__(self, violations: Sequence[FieldViolation]) -> None:
+        self.violations = list(violations)
+        first = self.violations[0]
+        more = f" (and {len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
+        super().__init__(f"invalid {first.field}: {first.description}{more}")
+
+
+class NotFoundError(FlowServiceError):
+    """The named resource does not exist."""
+
+    def __init__(self, resource_type: str, key: str, value: str) -> None:
+        self.resource_type = resource_type
+        self.key = key
+        self.value = value
+        super().__init__(f"no {resource_type} with {key} {value!r}")
+
+
+class Violations:
+    """Collects field violations so that one response can report all of them."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgumentError(self.items)
+
+
+# --- the table -------------------------------------------------------------------
+
+#: How long a client should wait before retrying UNAVAILABLE.
+RETRY_DELAY = duration_pb2.Duration(nanos=200_000_000)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: grpc.StatusCode
+    reason: str
+    message: str
+    details: tuple[Message, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+def _invalid_argument(error: BaseException) -> Outcome:
+    assert isinstance(error, InvalidArgumentError)
+    request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ]
+    )
+    return Outcome(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", str(error), (request,))
+
+
+def _not_found(error: BaseException) -> Outcome:
+    assert isinstance(error, NotFoundError)
+    info = error_details_pb2.ResourceInfo(
+        resource_type=error.resource_type,
+        resource_name=error.value,
+        description=str(error),
+    )
+    reason = f"{error.resource_type.rsplit('.', 1)[-1].upper()}_NOT_FOUND"
+    metadata = ((error.key.replace(" ", "_"), error.value),)
+    return Outcome(grpc.StatusCode.NOT_FOUND, reason, str(error), (info,), metadata)
+
+
+def _unavailable(error: BaseException) -> Outcome:
+    return Outcome(
+        grpc.StatusCode.UNAVAILABLE,
+        "DATABASE_UNAVAILABLE",
+        "the database is busy or unreachable; retry the call",
+        (error_details_pb2.RetryInfo(retry_delay=RETRY_DELAY),),
+    )
+
+
+def _deadline_exceeded(error: BaseException) -> Outcome:
+    return Outcome(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "DEADLINE_EXCEEDED",
+        "the call's deadline expired before the database answered",
+    )
+
+
+def _internal(error: BaseException) -> Outcome:
+    incident = uuid.uuid4().hex[:12]
+    log.error("internal error, incident %s", incident, exc_info=error)
+    return Outcome(
+        grpc.StatusCode.INTERNAL,
+        "INTERNAL",
+        f"internal error (incident {incident}; the server log has the details)",
+        metadata=(("incident", incident),),
+    )
+
+
+#: First match wins; anything unmatched is INTERNAL.
+TABLE: list[tuple[Callable[[BaseException], bool], Callable[[BaseException], Outcome]]] = [
+    (lambda e: isinstance(e, InvalidArgumentError), _invalid_argument),
+    (lambda e: isinstance(e, NotFoundError), _not_found),
+    (lambda e: isinstance(e, TimeoutError | asyncio.TimeoutError), _deadline_exceeded),
+    (is_transient, _unavailable),
+]
+
+
+def outcome_for(error: BaseException) -> Outcome:
+    for matches, build in TABLE:
+        if matches(error):
+            return build(error)
+    return _internal(error)
+
+
+def status_for(error: BaseException) -> grpc.Status:
+    """The gRPC status (with `google.rpc` details in its trailers) for an exception."""
+    outcome = outcome_for(error)
+    info = error_details_pb2.ErrorInfo(
+        reason=outcome.reason, domain=DOMAIN, metadata=dict(outcome.metadata)
+    )
+    details = []
+    for detail in (*outcome.details, info):
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        details.append(packed)
+    status = status_pb2.Status(
+        code=_CODE_NUMBERS[outcome.code], message=outcome.message, details=details
+    )
+    grpc_status: grpc.Status = rpc_status.to_status(status)
+    return grpc_status
+
+
+_CODE_NUMBERS = {code: getattr(code_pb2, code.name) for code in grpc.StatusCode}

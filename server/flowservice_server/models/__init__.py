@@ -1,0 +1,1 @@
+"""Data functions over a connection the caller owns (they never commit)."""

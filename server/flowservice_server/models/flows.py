@@ -1,0 +1,105 @@
+"""Prefect's seven flow model functions (spec §2), as Core statements over a connection.
+
+The caller owns the connection and its transaction; nothing here commits.
+Statements are built once and take their values as bound parameters, so
+SQLAlchemy compiles each shape once. Writes use RETURNING instead of
+read-then-write.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from flowservice_server.db.dialect import insert_ignoring_conflict
+from flowservice_server.db.tables import flow
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+FlowRow = sa.Row[Any]
+_COLUMNS = tuple(flow.c)
+
+_BY_ID = sa.select(*_COLUMNS).where(flow.c.id == sa.bindparam("flow_id"))
+_BY_NAME = sa.select(*_COLUMNS).where(flow.c.name == sa.bindparam("name"))
+_TOUCH = (
+    sa.update(flow)
+    .where(flow.c.id == sa.bindparam("flow_id"))
+    .values(updated=sa.bindparam("now"))
+    .returning(*_COLUMNS)
+)
+_SET_TAGS = _TOUCH.values(tags=sa.bindparam("tags"))
+_DELETE = sa.delete(flow).where(flow.c.id == sa.bindparam("flow_id"))
+
+
+@functools.cache
+def _insert_unless_named(dialect_name: str) -> sa.Insert:
+    return insert_ignoring_conflict(dialect_name, flow, [flow.c.name]).returning(*_COLUMNS)
+
+
+async def create_flow(
+    connection: AsyncConnection, *, name: str, tags: list[str], labels: dict[str, Any] | None
+) -> tuple[FlowRow, bool]:
+    """Get-or-create by name: the row, and whether it was inserted just now.
+
+    INSERT … ON CONFLICT (name) DO NOTHING cannot fail on a concurrent create of
+    the same name; when it inserts nothing, the existing row is read unchanged.
+    """
+    now = datetime.now(UTC)
+    insert = _insert_unless_named(connection.dialect.name)
+    values = {"id": uuid.uuid4(), "created": now, "updated": now, "name": name}
+    result = await connection.execute(insert, {**values, "tags": tags, "labels": labels})
+    inserted = result.one_or_none()
+    if inserted is not None:
+        return inserted, True
+    existing = (await connection.execute(_BY_NAME, {"name": name})).one()
+    return existing, False
+
+
+async def read_flow(connection: AsyncConnection, flow_id: uuid.UUID) -> FlowRow | None:
+    return (await connection.execute(_BY_ID, {"flow_id": flow_id})).one_or_none()
+
+
+async def read_flow_by_name(connection: AsyncConnection, name: str) -> FlowRow | None:
+    return (await connection.execute(_BY_NAME, {"name": name})).one_or_none()
+
+
+async def read_flows(
+    connection: AsyncConnection,
+    *,
+    where: Sequence[sa.ColumnElement[bool]],
+    order_by: Sequence[sa.UnaryExpression[Any]],
+    offset: int,
+    limit: int,
+) -> Sequence[FlowRow]:
+    query = sa.select(*_COLUMNS).where(*where).order_by(*order_by).offset(offset).limit(limit)
+    return (await connection.execute(query)).all()
+
+
+async def count_flows(
+    connection: AsyncConnection, *, where: Sequence[sa.ColumnElement[bool]]
+) -> int:
+    query = sa.select(sa.func.count()).select_from(flow).where(*where)
+    return int((await connection.execute(query)).scalar_one())
+
+
+async def update_flow(
+    connection: AsyncConnection, flow_id: uuid.UUID, *, tags: list[str] | None
+) -> FlowRow | None:
+    """Replace the tags (when given) and set `updated`; None when there is no such flow."""
+    params: dict[str, Any] = {"flow_id": flow_id, "now": datetime.now(UTC)}
+    if tags is None:
+        return (await connection.execute(_TOUCH, params)).one_or_none()
+    return (await connection.execute(_SET_TAGS, {**params, "tags": tags})).one_or_none()
+
+
+async def delete_flow(connection: AsyncConnection, flow_id: uuid.UUID) -> bool:
+    """Delete the flow; the database's foreign keys cascade to runs and deployments (§2.7)."""
+    result = await connection.execute(_DELETE, {"flow_id": flow_id})
+    return result.rowcount == 1

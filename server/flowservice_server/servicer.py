@@ -1,0 +1,97 @@
+"""The FlowService servicer: validate, call one model function, convert. Nothing else.
+
+Errors are raised, never aborted here: `interceptors.ErrorStatusInterceptor`
+turns them into statuses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import grpc.aio
+
+from flowservice.v1 import flow_service_pb2 as s
+from flowservice.v1 import flow_service_pb2_grpc
+from flowservice_server import validate
+from flowservice_server.convert import flow_message
+from flowservice_server.errors import NotFoundError
+from flowservice_server.models import flows
+
+if TYPE_CHECKING:
+    from flowservice_server.db.engine import Database
+
+Context = grpc.aio.ServicerContext[Any, Any]
+FLOW_RESOURCE = "flowservice.v1.Flow"
+
+
+class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def CreateFlow(
+        self, request: s.CreateFlowRequest, context: Context
+    ) -> s.CreateFlowResponse:
+        new = validate.create_flow(request)
+        async with self._database.write() as connection:
+            row, created = await flows.create_flow(
+                connection, name=new.name, tags=new.tags, labels=new.labels
+            )
+        return s.CreateFlowResponse(flow=flow_message(row), created=created)
+
+    async def ReadFlow(self, request: s.ReadFlowRequest, context: Context) -> s.ReadFlowResponse:
+        flow_id = validate.flow_id(request.id)
+        async with self._database.read() as connection:
+            row = await flows.read_flow(connection, flow_id)
+        if row is None:
+            raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
+        return s.ReadFlowResponse(flow=flow_message(row))
+
+    async def ReadFlowByName(
+        self, request: s.ReadFlowByNameRequest, context: Context
+    ) -> s.ReadFlowByNameResponse:
+        name = validate.flow_name(request.name)
+        async with self._database.read() as connection:
+            row = await flows.read_flow_by_name(connection, name)
+        if row is None:
+            raise NotFoundError(FLOW_RESOURCE, "name", name)
+        return s.ReadFlowByNameResponse(flow=flow_message(row))
+
+    async def ReadFlows(self, request: s.ReadFlowsRequest, context: Context) -> s.ReadFlowsResponse:
+        query = validate.read_flows(request)
+        async with self._database.read() as connection:
+            rows = await flows.read_flows(
+                connection,
+                where=query.where,
+                order_by=query.order_by,
+                offset=query.offset,
+                limit=query.limit,
+            )
+        return s.ReadFlowsResponse(flows=[flow_message(row) for row in rows])
+
+    async def CountFlows(
+        self, request: s.CountFlowsRequest, context: Context
+    ) -> s.CountFlowsResponse:
+        where = validate.count_flows(request)
+        async with self._database.read() as connection:
+            count = await flows.count_flows(connection, where=where)
+        return s.CountFlowsResponse(count=count)
+
+    async def UpdateFlow(
+        self, request: s.UpdateFlowRequest, context: Context
+    ) -> s.UpdateFlowResponse:
+        update = validate.update_flow(request)
+        async with self._database.write() as connection:
+            row = await flows.update_flow(connection, update.flow_id, tags=update.tags)
+        if row is None:
+            raise NotFoundError(FLOW_RESOURCE, "id", str(update.flow_id))
+        return s.UpdateFlowResponse(flow=flow_message(row))
+
+    async def DeleteFlow(
+        self, request: s.DeleteFlowRequest, context: Context
+    ) -> s.DeleteFlowResponse:
+        flow_id = validate.flow_id(request.id)
+        async with self._database.write() as connection:
+            deleted = await flows.delete_flow(connection, flow_id)
+        if not deleted:
+            raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
+        return s.DeleteFlowResponse()

@@ -1,0 +1,137 @@
+"""Requests become typed arguments for the model functions, or InvalidArgumentError.
+
+Every check of one request runs before any error is raised, so a response
+lists all of the request's field violations at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flowservice.v1 import flow_service_pb2 as s
+from flowservice_server.errors import Violations
+from flowservice_server.filters import Clause, where_for
+from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
+from flowservice_server.sorting import ORDER_BY
+
+if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Callable
+
+    import sqlalchemy as sa
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+#: Prefect's default and maximum page size (PREFECT_API_DEFAULT_LIMIT).
+MAX_LIMIT = 200
+UPDATABLE_PATHS = frozenset({"tags", "*"})
+
+
+@dataclass(frozen=True)
+class NewFlow:
+    name: str
+    tags: list[str]
+    labels: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class FlowQuery:
+    where: list[Clause]
+    order_by: tuple[sa.UnaryExpression[Any], ...]
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class TagsUpdate:
+    flow_id: uuid.UUID
+    tags: list[str] | None  # None: write nothing but `updated`
+
+
+def create_flow(request: s.CreateFlowRequest) -> NewFlow:
+    violations = Violations()
+    name = _checked(parse_flow_name, request.name, "name", violations)
+    labels: dict[str, Any] | None = None
+    if request.HasField("labels"):
+        labels = {}
+        for key, value in request.labels.fields.items():
+            labels[key] = _checked(parse_label_value, value, label_path(key), violations)
+    violations.raise_if_any()
+    assert name is not None
+    return NewFlow(name=name, tags=list(request.tags), labels=labels)
+
+
+def flow_id(value: str, field: str = "id") -> uuid.UUID:
+    violations = Violations()
+    if not value:
+        violations.add(field, "is required")
+    parsed = _checked(parse_uuid, value, field, violations) if value else None
+    violations.raise_if_any()
+    assert parsed is not None
+    return parsed
+
+
+def flow_name(value: str) -> str:
+    """A name to look up: any non-empty string (a name that cannot exist is just not found)."""
+    violations = Violations()
+    if not value:
+        violations.add("name", "is required")
+    violations.raise_if_any()
+    return value
+
+
+def read_flows(request: s.ReadFlowsRequest) -> FlowQuery:
+    violations = Violations()
+    where = where_for(request, violations)
+    order_by = ORDER_BY.get(request.sort)
+    if order_by is None:
+        violations.add("sort", f"unknown sort {request.sort}; expected one of {_sort_names()}")
+    if request.offset < 0:
+        violations.add("offset", "must not be negative")
+    limit = request.limit if request.HasField("limit") else MAX_LIMIT
+    if not 0 <= limit <= MAX_LIMIT:
+        violations.add("limit", f"must be from 0 to {MAX_LIMIT} (leave it out for {MAX_LIMIT})")
+    violations.raise_if_any()
+    assert order_by is not None
+    return FlowQuery(where=where, order_by=order_by, offset=request.offset, limit=limit)
+
+
+def count_flows(request: s.CountFlowsRequest) -> list[Clause]:
+    violations = Violations()
+    where = where_for(request, violations)
+    violations.raise_if_any()
+    return where
+
+
+def update_flow(request: s.UpdateFlowRequest) -> TagsUpdate:
+    target = flow_id(request.id)
+    violations = Violations()
+    if request.HasField("update_mask"):
+        for index, path in enumerate(request.update_mask.paths):
+            if path not in UPDATABLE_PATHS:
+                violations.add(
+                    f"update_mask.paths[{index}]",
+                    f"cannot update {path!r}: only 'tags' can change (a flow's name and "
+                    "labels are fixed when it is created)",
+                )
+        writes_tags = bool(UPDATABLE_PATHS & set(request.update_mask.paths))
+    else:
+        writes_tags = len(request.tags) > 0
+    violations.raise_if_any()
+    return TagsUpdate(flow_id=target, tags=list(request.tags) if writes_tags else None)
+
+
+def _checked(
+    parse: Callable[[In], Out], value: In, field: str, violations: Violations
+) -> Out | None:
+    try:
+        return parse(value)
+    except ValueError as error:
+        violations.add(field, str(error))
+        return None
+
+
+def _sort_names() -> str:
+    return ", ".join(value.name for value in s.FlowSort.DESCRIPTOR.values if value.number)
