@@ -69,13 +69,6 @@ def as_message(value: M | Mapping[str, Any] | None, message_type: type[M]) -> M 
     return value
 
 
-def labels_struct(labels: Labels) -> struct_pb2.Struct:
-    """Labels as the `Struct` the contract carries."""
-    result = struct_pb2.Struct()
-    result.update(dict(labels))
-    return result
-
-
 def flow_labels(flow: flow_pb2.Flow) -> dict[str, LabelValue] | None:
     """A flow's labels as a dict (None when it has none); whole numbers come back as int."""
     if not flow.HasField("labels"):
@@ -98,7 +91,8 @@ def create_flow_request(
 ) -> flow_service_pb2.CreateFlowRequest:
     request = flow_service_pb2.CreateFlowRequest(name=name, tags=tags)
     if labels is not None:
-        request.labels.CopyFrom(labels_struct(labels))
+        request.labels.SetInParent()  # present even when empty: {} is not "no labels"
+        request.labels.update(dict(labels))
     return request
 
 

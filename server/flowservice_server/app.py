@@ -107,6 +107,11 @@ def _enable_reflection(server: grpc.aio.Server) -> None:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    # Handlers first: a signal that arrives while starting still stops us cleanly.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
     running = await start_server(settings)
     host = settings.address.rpartition(":")[0]
     log.info(
@@ -115,10 +120,6 @@ async def serve(settings: Settings) -> None:
         running.port,
         settings.database_url_for_logs,
     )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     log.info("shutting down: draining calls for up to %.0fs", GRACE_SECONDS)
     await running.stop(GRACE_SECONDS)

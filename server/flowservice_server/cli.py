@@ -53,11 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (app.StartupError, ForeignSchemaError) as error:
         log.error("cannot start: %s", error)
         return 1
-    except DBAPIError as error:
+    except (DBAPIError, OSError) as error:  # the database is unreachable or refused us
+        reason = error.orig if isinstance(error, DBAPIError) and error.orig else error
         log.error(
             "cannot start: database %s: %s",
             settings.database_url_for_logs,
-            str(error.orig).splitlines()[0] if error.orig else error,
+            str(reason).splitlines()[0],
         )
         return 1
     return 0

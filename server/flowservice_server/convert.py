@@ -15,5 +15,6 @@ def flow_message(row: sa.Row[Any]) -> flow_pb2.Flow:
     message.created.FromDatetime(row.created)
     message.updated.FromDatetime(row.updated)
     if row.labels is not None:
+        message.labels.SetInParent()  # present even when empty: {} is not "no labels"
         message.labels.update(row.labels)
     return message

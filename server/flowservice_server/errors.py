@@ -64,6 +64,10 @@ class NotFoundError(FlowServiceError):
         super().__init__(f"no {resource_type} with {key} {value!r}")
 
 
+class MalformedRequestError(FlowServiceError):
+    """The request bytes are not a valid message of the method's request type."""
+
+
 class Violations:
     """Collects field violations so that one response can report all of them."""
 
@@ -116,6 +120,10 @@ def _not_found(error: BaseException) -> Outcome:
     return Outcome(grpc.StatusCode.NOT_FOUND, reason, str(error), (info,), metadata)
 
 
+def _malformed(error: BaseException) -> Outcome:
+    return Outcome(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST", str(error))
+
+
 def _unavailable(error: BaseException) -> Outcome:
     return Outcome(
         grpc.StatusCode.UNAVAILABLE,
@@ -148,6 +156,7 @@ def _internal(error: BaseException) -> Outcome:
 TABLE: list[tuple[Callable[[BaseException], bool], Callable[[BaseException], Outcome]]] = [
     (lambda e: isinstance(e, InvalidArgumentError), _invalid_argument),
     (lambda e: isinstance(e, NotFoundError), _not_found),
+    (lambda e: isinstance(e, MalformedRequestError), _malformed),
     (lambda e: isinstance(e, TimeoutError | asyncio.TimeoutError), _deadline_exceeded),
     (is_transient, _unavailable),
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import grpc
 import grpc.aio
 
-from flowservice_server.errors import status_for
+from flowservice_server.errors import MalformedRequestError, status_for
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -18,11 +19,33 @@ Continuation = Callable[
 AsyncBehavior = Callable[[Req, "grpc.aio.ServicerContext[Req, Resp]"], Awaitable[Resp]]
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse, so the call can fail properly."""
+
+    error: Exception
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:  # noqa: BLE001  # any parse failure is the caller's
+            return _Undecodable(error)
+
+    return deserialize
+
+
 class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
     """Ends every failed unary call with the status `errors.status_for` picks.
 
     Servicer methods simply raise; nothing else calls `context.abort`. An abort
     made by a library servicer (health's NOT_FOUND, say) passes through as is.
+    Request bytes that do not parse are INVALID_ARGUMENT (gRPC's own handling
+    would report UNKNOWN).
     """
 
     async def intercept_service(
@@ -35,9 +58,14 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
             return handler
         # On an aio server the behaviour is a coroutine function (the stub says sync).
         behavior = cast("AsyncBehavior[Req, Resp]", handler.unary_unary)
+        method = handler_call_details.method
 
         async def guarded(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
             try:
+                if isinstance(request, _Undecodable):
+                    raise MalformedRequestError(
+                        f"the request is not a valid message for {method}: {request.error}"
+                    )
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
@@ -47,6 +75,6 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )

@@ -56,7 +56,8 @@ def create_flow(request: s.CreateFlowRequest) -> NewFlow:
     labels: dict[str, Any] | None = None
     if request.HasField("labels"):
         labels = {}
-        for key, value in request.labels.fields.items():
+        # A protobuf map has no order; store keys sorted so equal labels are equal text.
+        for key, value in sorted(request.labels.fields.items()):
             labels[key] = _checked(parse_label_value, value, label_path(key), violations)
     violations.raise_if_any()
     assert name is not None

@@ -85,7 +85,8 @@ class CreateFlowRequest(_message.Message):
         """The flow's labels; used only when the flow is created. Each value must be
         a boolean, a number or a string (a list, an object or null is
         INVALID_ARGUMENT). A number with no fractional part, within +/-2^53, is
-        stored as a JSON integer, any other as a float. Absent: the flow is
+        stored as a JSON integer, any other as a float. Keys are stored in sorted
+        order (a protobuf map carries none). Absent: the flow is
         stored with no labels object (Flow.labels absent); write `{}` for an
         empty one, which is what Prefect's REST API stores by default.
         """

@@ -101,4 +101,7 @@ task_run = sa.Table(
     sa.Column("end_time", Timestamp(), nullable=True),
     sa.Column("expected_start_time", Timestamp(), nullable=True),
     sa.Column("tags", JSON(), nullable=False),
+    # Required by the schema (NOT NULL, no default); FlowService never reads them.
+    sa.Column("task_key", sa.String(), nullable=False),
+    sa.Column("dynamic_key", sa.String(), nullable=False),
 )
