@@ -1,0 +1,146 @@
+"""Shared fixtures: database_url (sqlite, postgresql) -> server -> client, and a seeder.
+
+Every test that uses `server` or `client` runs once per backend. The SQLite
+backend gets a fresh file per test, copied from a migrated template; the
+PostgreSQL backend gets one fresh database per session (dropped at the end)
+whose tables are emptied before each test. PostgreSQL tests skip, saying why,
+unless FLOWSERVICE_TEST_POSTGRES_URL names a server to use; CI sets it and
+fails if they skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from flowservice.client import FlowClient
+from flowservice_server.app import RunningServer, start_server
+from flowservice_server.config import Settings
+from flowservice_server.db.engine import Database, create_engine
+from tests.factories import Seeder
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Coroutine, Iterator
+    from pathlib import Path
+
+POSTGRES_URL_VARIABLE = "FLOWSERVICE_TEST_POSTGRES_URL"
+TABLES = ("task_run", "flow_run", "deployment", "work_queue", "work_pool", "flow")
+
+hypothesis_settings.register_profile(
+    "ci",
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+T = TypeVar("T")
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous fixture code (own loop, own thread)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def migrate(url: str) -> None:
+    database = await Database.open(url, migrate=True)
+    await database.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "flowservice.db"
+    run_sync(migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need a server: set {POSTGRES_URL_VARIABLE}, e.g. "
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/test (CI does)"
+        )
+    return url
+
+
+async def _admin(server_url: str, statement: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session, dropped at the end."""
+    name = f"flowservice_test_{uuid.uuid4().hex[:12]}"
+    run_sync(_admin(postgres_server_url, f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(False)
+    try:
+        run_sync(migrate(url))
+        yield url
+    finally:
+        run_sync(_admin(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+async def _empty_tables(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database of each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "flowservice.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    run_sync(_empty_tables(url))
+    return url
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    """ "sqlite" or "postgresql": for the few assertions that differ by design."""
+    return sa.make_url(database_url).get_backend_name()
+
+
+@pytest.fixture
+async def server(database_url: str) -> AsyncIterator[RunningServer]:
+    running = await start_server(Settings(address="127.0.0.1:0", database_url=database_url))
+    yield running
+    await running.stop(grace=None)
+
+
+@pytest.fixture
+async def client(server: RunningServer) -> AsyncIterator[FlowClient]:
+    async with FlowClient(f"127.0.0.1:{server.port}", timeout=30) as flow_client:
+        yield flow_client
+
+
+@pytest.fixture
+async def seed(database_url: str) -> AsyncIterator[Seeder]:
+    """Writes rows directly, through its own engine on the server's database."""
+    engine = create_engine(database_url)
+    yield Seeder(engine)
+    await engine.dispose()

@@ -1,0 +1,75 @@
+"""Settings: flags, then FLOWSERVICE_* variables, then defaults; every value validated."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowservice_server.config import Settings, SettingsError, settings_from
+
+
+def test_defaults_bind_loopback_and_use_a_local_sqlite_file() -> None:
+    settings = settings_from([], {})
+    assert settings == Settings()
+    assert settings.address == "127.0.0.1:50051"
+    assert settings.database_url == "sqlite+aiosqlite:///flowservice.db"
+    assert settings.log_level == "INFO"
+
+
+def test_environment_variables_set_values() -> None:
+    settings = settings_from(
+        [],
+        {
+            "FLOWSERVICE_ADDRESS": "0.0.0.0:6000",
+            "FLOWSERVICE_DATABASE_URL": "sqlite+aiosqlite:////tmp/x.db",
+            "FLOWSERVICE_LOG_LEVEL": "debug",
+        },
+    )
+    assert (settings.address, settings.database_url, settings.log_level) == (
+        "0.0.0.0:6000",
+        "sqlite+aiosqlite:////tmp/x.db",
+        "DEBUG",
+    )
+
+
+def test_a_flag_wins_over_its_variable() -> None:
+    settings = settings_from(["--address", "127.0.0.1:7000"], {"FLOWSERVICE_ADDRESS": "x"})
+    assert settings.address == "127.0.0.1:7000"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///relative.db", "sqlite+aiosqlite:///relative.db"),
+        ("sqlite+aiosqlite:////abs/path.db", "sqlite+aiosqlite:////abs/path.db"),
+        ("postgresql://u:p@db:5432/flows", "postgresql+asyncpg://u:p@db:5432/flows"),
+        ("postgres://u@db/flows", "postgresql+asyncpg://u@db/flows"),
+    ],
+)
+def test_database_urls_get_the_async_driver(given: str, expected: str) -> None:
+    assert settings_from(["--database-url", given], {}).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "names"),
+    [
+        (["--address", "nowhere"], {}, "--address / FLOWSERVICE_ADDRESS"),
+        (["--address", "h:99999"], {}, "--address / FLOWSERVICE_ADDRESS"),
+        ([], {"FLOWSERVICE_LOG_LEVEL": "chatty"}, "--log-level / FLOWSERVICE_LOG_LEVEL"),
+        (["--database-url", "mysql://x/y"], {}, "FLOWSERVICE_DATABASE_URL"),
+        (["--database-url", "sqlite+pysqlite:///x.db"], {}, "FLOWSERVICE_DATABASE_URL"),
+        (["--database-url", "sqlite:///:memory:"], {}, "FLOWSERVICE_DATABASE_URL"),
+        (["--database-url", "::not a url::"], {}, "FLOWSERVICE_DATABASE_URL"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_flag_and_the_variable(
+    argv: list[str], environ: dict[str, str], names: str
+) -> None:
+    with pytest.raises(SettingsError, match=names):
+        settings_from(argv, environ)
+
+
+def test_the_database_password_stays_out_of_repr_and_logs() -> None:
+    settings = settings_from(["--database-url", "postgresql://flows:hunter2@db/flows"], {})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in settings.database_url_for_logs
+    assert "hunter2" in settings.database_url  # still usable to connect
