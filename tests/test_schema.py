@@ -66,11 +66,10 @@ def test_sqlite_tables_match_prefect(
     assert ours["foreign_keys"] == {fk for fk in theirs["foreign_keys"] if fk[0] not in OUTSIDE}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_sqlite_rows_are_stored_in_prefect_formats(
-    client: FlowClient, database_url: str, backend: str
+    client: FlowClient, database_url: str
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("the SQLite storage format")
     created_flow, _ = await client.create_flow("ü", tags=["x", "ü"], labels={"env": "dév", "n": 1})
     await client.create_flow("plain")
     path = database_url.removeprefix("sqlite+aiosqlite:///")
