@@ -13,6 +13,8 @@ from alembic import command
 from flowservice_server.db.engine import Database, create_engine
 from flowservice_server.db.migrate import ForeignSchemaError, alembic_config
 
+HEAD = "0002"
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -38,9 +40,8 @@ async def test_migrating_an_empty_file_creates_the_six_tables(tmp_path: Path) ->
         "flowservice_alembic_version",
     }
     with sqlite3.connect(path) as connection:
-        assert connection.execute(
-            "SELECT version_num FROM flowservice_alembic_version"
-        ).fetchall() == [("0001",)]
+        versions = connection.execute("SELECT version_num FROM flowservice_alembic_version")
+        assert versions.fetchall() == [(HEAD,)]
 
 
 async def test_servers_starting_together_migrate_once(tmp_path: Path) -> None:
