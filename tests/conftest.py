@@ -25,9 +25,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from flowservice.client import FlowClient
 from flowservice_server.app import RunningServer, start_server
-from flowservice_server.config import Settings
+from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.engine import Database, create_engine
 from tests.factories import Seeder
+from tests.postgres import admin
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -54,7 +55,7 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def migrate(url: str) -> None:
-    database = await Database.open(url, migrate=True)
+    database = await Database.open(DatabaseSettings(url=url), migrate=True)
     await database.close()
 
 
@@ -76,26 +77,28 @@ def postgres_server_url() -> str:
     return url
 
 
-async def _admin(server_url: str, statement: str) -> None:
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def postgres_database(postgres_server_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped at the end."""
     name = f"flowservice_test_{uuid.uuid4().hex[:12]}"
-    run_sync(_admin(postgres_server_url, f'CREATE DATABASE "{name}"'))
+    run_sync(admin(postgres_server_url, f'CREATE DATABASE "{name}"'))
     url = sa.make_url(postgres_server_url).set(database=name).render_as_string(False)
     try:
         run_sync(migrate(url))
         yield url
     finally:
-        run_sync(_admin(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
+        run_sync(admin(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def scratch_postgres(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of this test's own (for outages and races)."""
+    name = f"flowservice_scratch_{uuid.uuid4().hex[:12]}"
+    run_sync(admin(postgres_server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(postgres_server_url).set(database=name).render_as_string(False)
+    finally:
+        run_sync(admin(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 async def _empty_tables(url: str) -> None:
@@ -127,7 +130,8 @@ def backend(database_url: str) -> str:
 
 @pytest.fixture
 async def server(database_url: str) -> AsyncIterator[RunningServer]:
-    running = await start_server(Settings(address="127.0.0.1:0", database_url=database_url))
+    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=database_url))
+    running = await start_server(settings)
     yield running
     await running.stop(grace=None)
 
@@ -141,6 +145,6 @@ async def client(server: RunningServer) -> AsyncIterator[FlowClient]:
 @pytest.fixture
 async def seed(database_url: str) -> AsyncIterator[Seeder]:
     """Writes rows directly, through its own engine on the server's database."""
-    engine = create_engine(database_url)
+    engine = create_engine(DatabaseSettings(url=database_url))
     yield Seeder(engine)
     await engine.dispose()

@@ -11,7 +11,7 @@ def test_defaults_bind_loopback_and_use_a_local_sqlite_file() -> None:
     settings = settings_from([], {})
     assert settings == Settings()
     assert settings.address == "127.0.0.1:50051"
-    assert settings.database_url == "sqlite+aiosqlite:///flowservice.db"
+    assert settings.database.url == "sqlite+aiosqlite:///flowservice.db"
     assert settings.log_level == "INFO"
 
 
@@ -24,7 +24,7 @@ def test_environment_variables_set_values() -> None:
             "FLOWSERVICE_LOG_LEVEL": "debug",
         },
     )
-    assert (settings.address, settings.database_url, settings.log_level) == (
+    assert (settings.address, settings.database.url, settings.log_level) == (
         "0.0.0.0:6000",
         "sqlite+aiosqlite:////tmp/x.db",
         "DEBUG",
@@ -46,7 +46,7 @@ def test_a_flag_wins_over_its_variable() -> None:
     ],
 )
 def test_database_urls_get_the_async_driver(given: str, expected: str) -> None:
-    assert settings_from(["--database-url", given], {}).database_url == expected
+    assert settings_from(["--database-url", given], {}).database.url == expected
 
 
 @pytest.mark.parametrize(
@@ -71,5 +71,23 @@ def test_bad_values_are_refused_naming_the_flag_and_the_variable(
 def test_the_database_password_stays_out_of_repr_and_logs() -> None:
     settings = settings_from(["--database-url", "postgresql://flows:hunter2@db/flows"], {})
     assert "hunter2" not in repr(settings)
-    assert "hunter2" not in settings.database_url_for_logs
-    assert "hunter2" in settings.database_url  # still usable to connect
+    assert "hunter2" not in settings.database.url_for_logs
+    assert "hunter2" in settings.database.url  # still usable to connect
+
+
+def test_database_pool_settings_are_read_and_checked() -> None:
+    settings = settings_from(
+        ["--database-pool-size", "3", "--database-pool-pre-ping", "false"],
+        {"FLOWSERVICE_DATABASE_POOL_TIMEOUT": "2.5", "FLOWSERVICE_HEALTH_CHECK_INTERVAL": "0.5"},
+    )
+    database = settings.database
+    assert (database.pool_size, database.pool_pre_ping, database.pool_timeout) == (3, False, 2.5)
+    assert settings.health_check_interval == 0.5
+    with pytest.raises(
+        SettingsError, match="--database-pool-size / FLOWSERVICE_DATABASE_POOL_SIZE"
+    ):
+        settings_from(["--database-pool-size", "0"], {})
+    with pytest.raises(SettingsError, match="FLOWSERVICE_DATABASE_BUSY_TIMEOUT"):
+        settings_from([], {"FLOWSERVICE_DATABASE_BUSY_TIMEOUT": "-1"})
+    with pytest.raises(SettingsError, match="--database-pool-pre-ping"):
+        settings_from(["--database-pool-pre-ping", "maybe"], {})

@@ -134,6 +134,18 @@ def _locked() -> BaseException:
     return sa_exc.OperationalError("INSERT …", {}, sqlite3.OperationalError("database is locked"))
 
 
+class _PostgresError(Exception):
+    """What asyncpg's errors carry through SQLAlchemy: a SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _postgres(sqlstate: str) -> Callable[[], BaseException]:
+    return lambda: sa_exc.DBAPIError("SELECT 1", {}, _PostgresError(sqlstate))
+
+
 def _invalidated() -> BaseException:
     return sa_exc.DBAPIError("SELECT 1", {}, ConnectionResetError(), connection_invalidated=True)
 
@@ -177,6 +189,43 @@ TABLE_CASES: dict[str, tuple[Callable[[], BaseException], grpc.StatusCode, str, 
         "DATABASE_UNAVAILABLE",
         "retry_info",
     ),
+    "never-connected": (
+        lambda: sa_exc.DBAPIError(None, None, _PostgresError("55000")),
+        grpc.StatusCode.UNAVAILABLE,
+        "DATABASE_UNAVAILABLE",
+        "retry_info",
+    ),
+    "postgres-admin-shutdown": (
+        _postgres("57P01"),
+        grpc.StatusCode.UNAVAILABLE,
+        "DATABASE_UNAVAILABLE",
+        "retry_info",
+    ),
+    "postgres-connection-exception": (
+        _postgres("08006"),
+        grpc.StatusCode.UNAVAILABLE,
+        "DATABASE_UNAVAILABLE",
+        "retry_info",
+    ),
+    "postgres-serialization-failure": (
+        _postgres("40001"),
+        grpc.StatusCode.UNAVAILABLE,
+        "DATABASE_UNAVAILABLE",
+        "retry_info",
+    ),
+    "postgres-statement-timeout": (
+        _postgres("57014"),
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "DEADLINE_EXCEEDED",
+        None,
+    ),
+    "postgres-unstorable-value": (
+        _postgres("22021"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UNSTORABLE_VALUE",
+        None,
+    ),
+    "postgres-other": (_postgres("42P01"), grpc.StatusCode.INTERNAL, "INTERNAL", None),
     "deadline": (
         TimeoutError,
         grpc.StatusCode.DEADLINE_EXCEEDED,

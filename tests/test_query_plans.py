@@ -17,6 +17,7 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from flowservice.v1 import flow_service_pb2 as s
 from flowservice_server import filters
+from flowservice_server.config import DatabaseSettings
 from flowservice_server.db.engine import create_engine
 from flowservice_server.db.tables import flow
 from flowservice_server.errors import Violations
@@ -84,10 +85,23 @@ PATHS: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize(("request_json", "table", "index"), PATHS)
-async def test_related_row_filters_use_an_index(
-    database_url: str, request_json: dict[str, Any], table: str, index: str
-) -> None:
+#: Tag filters can use an index only on PostgreSQL (GIN over JSONB).
+TAG_PATHS: list[Any] = [
+    pytest.param({"flows": {"tags": {"all": ["db"]}}}, "flow", "ix_flow__tags", id="flow-tags"),
+    pytest.param(
+        {"flow_runs": {"tags": {"any": ["db"]}}}, "flow_run", "ix_flow_run__tags", id="run-tags"
+    ),
+    pytest.param(
+        {"deployments": {"tags": {"all": ["db"]}}},
+        "deployment",
+        "ix_deployment__tags",
+        id="deployment-tags",
+    ),
+]
+
+
+async def plan_for(database_url: str, request_json: dict[str, Any]) -> str:
+    """The database's plan for ReadFlows with this request (index use forced on PostgreSQL)."""
     request = json_format.ParseDict(request_json, s.ReadFlowsRequest())
     query = (  # the name column: its text type leaves EXPLAIN's rows unconverted
         sa.select(flow.c.name)
@@ -95,7 +109,7 @@ async def test_related_row_filters_use_an_index(
         .order_by(flow.c.name)
         .limit(200)
     )
-    engine = create_engine(database_url)
+    engine = create_engine(DatabaseSettings(url=database_url))
     try:
         async with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
@@ -103,7 +117,24 @@ async def test_related_row_filters_use_an_index(
             rows = (await connection.execute(Explain(query))).all()
     finally:
         await engine.dispose()
-    plan = "\n".join(str(row[-1]) for row in rows)
+    return "\n".join(str(row[-1]) for row in rows)
+
+
+@pytest.mark.parametrize(("request_json", "table", "index"), PATHS)
+async def test_related_row_filters_use_an_index(
+    database_url: str, request_json: dict[str, Any], table: str, index: str
+) -> None:
+    plan = await plan_for(database_url, request_json)
     assert index in plan, plan
     assert f"SCAN {table} " not in plan + " ", plan  # SQLite's full scan
     assert f"Seq Scan on {table} " not in plan + " ", plan  # PostgreSQL's
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(("request_json", "table", "index"), TAG_PATHS)
+async def test_tag_filters_use_gin_indexes(
+    database_url: str, request_json: dict[str, Any], table: str, index: str
+) -> None:
+    plan = await plan_for(database_url, request_json)
+    assert index in plan, plan
+    assert f"Seq Scan on {table} " not in plan + " ", plan

@@ -44,16 +44,54 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     database: Database
+    watcher: asyncio.Task[None]
 
     async def stop(self, grace: float | None = GRACE_SECONDS) -> None:
         """Stop routing (NOT_SERVING), drain calls in flight for `grace` seconds, close."""
+        self.watcher.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.database.close()
 
 
+async def _set_health(servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for service in ("", SERVICE_NAME):
+        await servicer.set(service, status)
+
+
+async def watch_database(
+    database: Database, servicer: health.aio.HealthServicer, interval: float
+) -> None:
+    """Report NOT_SERVING while the database cannot be reached, SERVING again once it can.
+
+    Load balancers and meshes then route around this replica during an
+    outage; the pool reconnects by itself when the database is back.
+    """
+    serving = True
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.wait_for(database.ping(), timeout=max(interval, 1.0))
+            reachable = True
+        except Exception as error:  # noqa: BLE001  # any failure to answer is "unreachable"
+            reachable = False
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if reachable != serving:
+            serving = reachable
+            await _set_health(servicer, serving)
+            if serving:
+                log.info("database reachable again: SERVING")
+            else:
+                log.warning("database unreachable (%s): NOT_SERVING", reason)
+
+
 async def start_server(settings: Settings) -> RunningServer:
-    database = await Database.open(settings.database_url, migrate=True)
+    database = await Database.open(settings.database, migrate=True)
     try:
         server = grpc.aio.server(interceptors=[ErrorStatusInterceptor()])
         flow_service_pb2_grpc.add_FlowServiceServicer_to_server(
@@ -64,12 +102,16 @@ async def start_server(settings: Settings) -> RunningServer:
         _enable_reflection(server)
         port = _bind(server, settings.address)
         await server.start()
-        for service in ("", SERVICE_NAME):
-            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await _set_health(health_servicer, serving=True)
     except BaseException:
         await database.close()
         raise
-    return RunningServer(server=server, port=port, health=health_servicer, database=database)
+    watcher = asyncio.create_task(
+        watch_database(database, health_servicer, settings.health_check_interval)
+    )
+    return RunningServer(
+        server=server, port=port, health=health_servicer, database=database, watcher=watcher
+    )
 
 
 def _bind(server: grpc.aio.Server, address: str) -> int:
@@ -118,7 +160,7 @@ async def serve(settings: Settings) -> None:
         "FlowService listening on %s:%d (database %s)",
         host,
         running.port,
-        settings.database_url_for_logs,
+        settings.database.url_for_logs,
     )
     await stopping.wait()
     log.info("shutting down: draining calls for up to %.0fs", GRACE_SECONDS)

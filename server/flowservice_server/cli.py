@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = error.orig if isinstance(error, DBAPIError) and error.orig else error
         log.error(
             "cannot start: database %s: %s",
-            settings.database_url_for_logs,
+            settings.database.url_for_logs,
             str(reason).splitlines()[0],
         )
         return 1

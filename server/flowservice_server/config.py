@@ -1,25 +1,24 @@
-"""Settings: one frozen object built once from flags, `FLOWSERVICE_*` variables and defaults.
+"""Settings: one frozen tree built once from flags, `FLOWSERVICE_*` variables and defaults.
 
-Precedence is flag, then environment variable, then default. Every setting is
-validated here, at start, and an error names both the flag and the variable.
-Nothing else reads the environment.
+Precedence is flag, then environment variable, then default. A field of a
+group is named after both: `database.url` is `--database-url` and
+`FLOWSERVICE_DATABASE_URL`. Every value is validated here, at start, and an
+error names the flag and the variable. Nothing else reads the environment.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-from dataclasses import dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///flowservice.db"
 ENV_PREFIX = "FLOWSERVICE_"
 
 
@@ -27,33 +26,10 @@ class SettingsError(ValueError):
     """A setting has a value FlowService cannot use; the message says which and why."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything `flowservice serve` can be told."""
-
-    address: str = field(
-        default=DEFAULT_ADDRESS,
-        metadata={"help": "host:port to listen on; port 0 picks a free port"},
-    )
-    database_url: str = field(
-        default=DEFAULT_DATABASE_URL,
-        repr=False,  # may hold a password; see `database_url_for_logs`
-        metadata={
-            "help": "SQLAlchemy URL of the database: sqlite+aiosqlite:///PATH (the default "
-            "is flowservice.db in the current directory) or "
-            "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB"
-        },
-    )
-    log_level: str = field(
-        default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR or CRITICAL"}
-    )
-
-    @property
-    def database_url_for_logs(self) -> str:
-        return make_url(self.database_url).render_as_string(hide_password=True)
+# --- value parsers -----------------------------------------------------------------
 
 
-def _address(value: str) -> str:
+def parse_address(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
         raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:50051 or [::1]:50051")
@@ -65,7 +41,7 @@ def _address(value: str) -> str:
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
-def _database_url(value: str) -> str:
+def parse_database_url(value: str) -> str:
     """Accept the plain and the async forms of a SQLite or PostgreSQL URL."""
     try:
         url: URL = make_url(value.replace("postgres://", "postgresql://", 1))
@@ -83,58 +59,197 @@ def _database_url(value: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _log_level(value: str) -> str:
+def parse_log_level(value: str) -> str:
     level = value.upper()
-    if level not in logging.getLevelNamesMapping() or level in ("NOTSET", "WARN", "FATAL"):
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return level
 
 
-#: How each setting's text is checked and converted.
-PARSERS: dict[str, Callable[[str], Any]] = {
-    "address": _address,
-    "database_url": _database_url,
-    "log_level": _log_level,
-}
+def parse_count(value: str) -> int:
+    if not value.strip().isdigit():
+        raise ValueError(f"{value!r} is not a whole number of at least 0")
+    return int(value)
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def parse_positive_count(value: str) -> int:
+    number = parse_count(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
 
 
-def env_var(name: str) -> str:
-    return ENV_PREFIX + name.upper()
+def parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of seconds") from None
+    if not seconds >= 0:  # also refuses NaN
+        raise ValueError("must be 0 or more seconds")
+    return seconds
+
+
+def parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def setting(default: Any, parse: Callable[[str], Any], help: str, **extra: Any) -> Any:
+    """A dataclass field that is also a flag and a variable; `help` feeds `serve --help`."""
+    return field(default=default, metadata={"parse": parse, "help": help}, **extra)
+
+
+# --- the tree ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the flows live and how connections to them are pooled."""
+
+    url: str = setting(
+        "sqlite+aiosqlite:///flowservice.db",
+        parse_database_url,
+        "SQLAlchemy URL of the database: sqlite+aiosqlite:///PATH (the default is "
+        "flowservice.db in the current directory) or "
+        "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB",
+        repr=False,  # may hold a password; see `url_for_logs`
+    )
+    pool_size: int = setting(
+        10, parse_positive_count, "connections kept open in the pool (per process)"
+    )
+    max_overflow: int = setting(
+        10, parse_count, "connections opened beyond the pool size under load"
+    )
+    pool_timeout: float = setting(
+        10.0,
+        parse_seconds,
+        "seconds a call waits for a free connection before failing with UNAVAILABLE",
+    )
+    pool_recycle: float = setting(
+        1800.0, parse_seconds, "seconds after which a pooled connection is replaced (0: never)"
+    )
+    pool_pre_ping: bool = setting(
+        True,
+        parse_bool,
+        "test each pooled PostgreSQL connection before use, so a restarted database is reconnected",
+    )
+    connect_timeout: float = setting(
+        5.0, parse_seconds, "seconds to wait for a new PostgreSQL connection"
+    )
+    busy_timeout: float = setting(
+        10.0,
+        parse_seconds,
+        "seconds a SQLite write waits for another process's lock before UNAVAILABLE",
+    )
+
+    @property
+    def url_for_logs(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `flowservice serve` can be told."""
+
+    address: str = setting(
+        "127.0.0.1:50051", parse_address, "host:port to listen on; port 0 picks a free port"
+    )
+    log_level: str = setting("INFO", parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    health_check_interval: float = setting(
+        2.0,
+        parse_seconds,
+        "seconds between database probes; health reports NOT_SERVING while they fail",
+    )
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+
+
+# --- flags and variables ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One leaf setting: where it sits in the tree and how it is spelled outside."""
+
+    path: tuple[str, ...]
+    item: dataclasses.Field[Any]
+
+    @property
+    def name(self) -> str:
+        return "_".join(self.path)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def variable(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def options(tree: type[Any] = Settings, prefix: tuple[str, ...] = ()) -> Iterator[Option]:
+    for item in dataclasses.fields(tree):
+        if "parse" in item.metadata:
+            yield Option((*prefix, item.name), item)
+        else:
+            yield from options(item.default_factory, (*prefix, item.name))  # type: ignore[arg-type]  # groups have a default_factory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; the help names its variable and default."""
-    for item in fields(Settings):
+    for option in options():
+        default = option.item.default
+        shown = str(default).lower() if isinstance(default, bool) else default
         parser.add_argument(
-            flag(item.name),
-            dest=item.name,
+            option.flag,
+            dest=option.name,
             default=None,
-            metavar=item.name.upper(),
-            help=f"{item.metadata['help']} [env {env_var(item.name)}; default {item.default}]",
+            metavar=option.name.upper(),
+            help=f"{option.item.metadata['help']} [env {option.variable}; default {shown}]",
         )
 
 
 def load_settings(arguments: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Build Settings from parsed flags and the environment, validating every value."""
-    values: dict[str, Any] = {}
-    for item in fields(Settings):
-        given: str | None = getattr(arguments, item.name, None)
-        source = flag(item.name)
-        if given is None and env_var(item.name) in environ:
-            given, source = environ[env_var(item.name)], env_var(item.name)
+    values: dict[tuple[str, ...], Any] = {}
+    for option in options():
+        given: str | None = getattr(arguments, option.name, None)
+        source = option.flag
+        if given is None and option.variable in environ:
+            given, source = environ[option.variable], option.variable
         if given is None:
             continue
         try:
-            values[item.name] = PARSERS[item.name](given)
+            values[option.path] = option.item.metadata["parse"](given)
         except ValueError as error:
             raise SettingsError(
-                f"invalid {source} ({flag(item.name)} / {env_var(item.name)}): {error}"
+                f"invalid {source} ({option.flag} / {option.variable}): {error}"
             ) from None
-    return Settings(**values)
+    return _build(Settings, values, ())  # type: ignore[no-any-return]  # _build returns the tree type
+
+
+def _build(tree: type[Any], values: Mapping[tuple[str, ...], Any], prefix: tuple[str, ...]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for item in dataclasses.fields(tree):
+        path = (*prefix, item.name)
+        if "parse" in item.metadata:
+            if path in values:
+                kwargs[item.name] = values[path]
+        else:
+            kwargs[item.name] = _build(item.default_factory, values, path)  # type: ignore[arg-type]  # groups have a default_factory
+    return tree(**kwargs)
 
 
 def settings_from(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:

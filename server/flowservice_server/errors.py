@@ -21,7 +21,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from flowservice_server.db.dialect import is_transient
+from flowservice_server.db.dialect import Failure, classify, failure_detail
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -125,11 +125,20 @@ def _malformed(error: BaseException) -> Outcome:
 
 
 def _unavailable(error: BaseException) -> Outcome:
+    log.warning("database unavailable: %s", failure_detail(error))
     return Outcome(
         grpc.StatusCode.UNAVAILABLE,
         "DATABASE_UNAVAILABLE",
         "the database is busy or unreachable; retry the call",
         (error_details_pb2.RetryInfo(retry_delay=RETRY_DELAY),),
+    )
+
+
+def _unstorable(error: BaseException) -> Outcome:
+    return Outcome(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UNSTORABLE_VALUE",
+        f"the database cannot store or compare a value of this request: {failure_detail(error)}",
     )
 
 
@@ -158,7 +167,9 @@ TABLE: list[tuple[Callable[[BaseException], bool], Callable[[BaseException], Out
     (lambda e: isinstance(e, NotFoundError), _not_found),
     (lambda e: isinstance(e, MalformedRequestError), _malformed),
     (lambda e: isinstance(e, TimeoutError | asyncio.TimeoutError), _deadline_exceeded),
-    (is_transient, _unavailable),
+    (lambda e: classify(e) is Failure.UNAVAILABLE, _unavailable),
+    (lambda e: classify(e) is Failure.DEADLINE, _deadline_exceeded),
+    (lambda e: classify(e) is Failure.BAD_VALUE, _unstorable),
 ]
 
 

@@ -7,6 +7,7 @@ filter compiler never asks which database it runs on.
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.compiler import SQLCompiler
     from sqlalchemy.sql.dml import Insert
     from sqlalchemy.types import TypeEngine
-
-SQLITE_BUSY_TIMEOUT_MS = 60_000
-
 
 # --- inserts that ignore a unique conflict -----------------------------------
 
@@ -149,21 +147,25 @@ def _pg_tags_are_empty(element: tags_are_empty, compiler: SQLCompiler, **kw: Any
 # --- connections ---------------------------------------------------------------
 
 
-def engine_arguments(dialect_name: str) -> dict[str, Any]:
+def engine_arguments(
+    dialect_name: str, *, connect_timeout: float, pre_ping: bool
+) -> dict[str, Any]:
     """Extra `create_async_engine` arguments for the dialect."""
     if dialect_name == "sqlite":
         # pysqlite then opens a transaction with BEGIN IMMEDIATE right before
         # the first INSERT/UPDATE/DELETE, so a write takes the database's write
         # lock up front instead of failing to upgrade a read lock later, and
-        # plain reads run without a transaction.
-        return {"connect_args": {"isolation_level": "IMMEDIATE"}}
-    return {}
+        # plain reads run without a transaction. A local file needs no
+        # pre-ping: it would only add a round trip to every call.
+        return {"connect_args": {"isolation_level": "IMMEDIATE"}, "pool_pre_ping": False}
+    return {"connect_args": {"timeout": connect_timeout}, "pool_pre_ping": pre_ping}
 
 
-def on_connect(dialect_name: str) -> Callable[[Any, Any], None] | None:
+def on_connect(dialect_name: str, *, busy_timeout: float) -> Callable[[Any, Any], None] | None:
     """A hook that prepares each new DBAPI connection, if the dialect needs one."""
     if dialect_name != "sqlite":
         return None
+    busy_timeout_ms = round(busy_timeout * 1000)
 
     def prepare_sqlite(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -172,10 +174,12 @@ def on_connect(dialect_name: str) -> Callable[[Any, Any], None] | None:
         # Prefect relies on FK cascades to delete a flow's runs and deployments.
         cursor.execute("PRAGMA foreign_keys = ON")
         # A writer from another process waits this long for the lock.
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         # In WAL mode NORMAL is durable across application crashes; only a
         # power loss can lose the last commits.
         cursor.execute("PRAGMA synchronous = NORMAL")
+        # Prefect's page cache size (about 80 MB with 4 KiB pages).
+        cursor.execute("PRAGMA cache_size = 20000")
         cursor.close()
 
     return prepare_sqlite
@@ -201,17 +205,49 @@ _MIGRATION_LOCK_KEY = int.from_bytes(b"flowsvc1", "big") - 2**63
 
 # --- failures ------------------------------------------------------------------
 
-_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable to open database")
+
+class Failure(enum.Enum):
+    """What a database error means for the call that met it."""
+
+    UNAVAILABLE = "the database is busy or unreachable; a retry can succeed"
+    DEADLINE = "the statement was cancelled because the call's deadline expired"
+    BAD_VALUE = "the database cannot store or compare a value of the request"
 
 
-def is_transient(error: BaseException) -> bool:
-    """A database failure that a retry can cure: busy, or the connection is gone."""
-    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection in time
-        return True
-    if isinstance(error, sa_exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        original = error.orig
-        if isinstance(original, sqlite3.OperationalError):
-            return str(original).startswith(_SQLITE_TRANSIENT)
-    return isinstance(error, ConnectionError | OSError)
+_SQLITE_BUSY = ("database is locked", "database table is locked", "unable to open database")
+#: SQLSTATE classes and codes after which a retry can succeed: connection
+#: exceptions, insufficient resources, admin/crash shutdown and "cannot
+#: connect now", serialization failures and deadlocks.
+_PG_TRANSIENT = ("08", "53", "57P01", "57P02", "57P03", "40001", "40P01")
+_PG_QUERY_CANCELED = "57014"
+_PG_DATA_EXCEPTION = "22"
+
+
+def classify(error: BaseException) -> Failure | None:
+    """The meaning of a database error, or None when it is not one we can name."""
+    if isinstance(error, sa_exc.TimeoutError | OSError):  # no pooled connection; refused
+        return Failure.UNAVAILABLE
+    if not isinstance(error, sa_exc.DBAPIError):
+        return None
+    if error.connection_invalidated or error.statement is None:  # lost, or never made
+        return Failure.UNAVAILABLE
+    if isinstance(error.orig, sqlite3.OperationalError):
+        return Failure.UNAVAILABLE if str(error.orig).startswith(_SQLITE_BUSY) else None
+    return _by_sqlstate(getattr(error.orig, "sqlstate", None) or "")
+
+
+def _by_sqlstate(sqlstate: str) -> Failure | None:
+    if sqlstate.startswith(_PG_TRANSIENT):
+        return Failure.UNAVAILABLE
+    if sqlstate == _PG_QUERY_CANCELED:
+        return Failure.DEADLINE
+    if sqlstate.startswith(_PG_DATA_EXCEPTION):
+        return Failure.BAD_VALUE
+    return None
+
+
+def failure_detail(error: BaseException) -> str:
+    """The database's own one-line reason, without statement or parameters."""
+    original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    text = str(original).splitlines()[0] if str(original) else type(original).__name__
+    return text.removeprefix("(sqlalchemy.dialects.postgresql.asyncpg.Error) ")

@@ -15,12 +15,23 @@ from flowservice_server.db.migrate import upgrade_to_head
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from flowservice_server.config import DatabaseSettings
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine with the dialect's connection setup (SQLite pragmas, driver options)."""
-    backend = sa.make_url(url).get_backend_name()
-    engine = create_async_engine(url, **dialect.engine_arguments(backend))
-    hook = dialect.on_connect(backend)
+
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """An engine with the configured pool and the dialect's connection setup."""
+    backend = sa.make_url(settings.url).get_backend_name()
+    engine = create_async_engine(
+        settings.url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle or -1,
+        **dialect.engine_arguments(
+            backend, connect_timeout=settings.connect_timeout, pre_ping=settings.pool_pre_ping
+        ),
+    )
+    hook = dialect.on_connect(backend, busy_timeout=settings.busy_timeout)
     if hook is not None:
         sa.event.listen(engine.sync_engine, "connect", hook)
     return engine
@@ -40,9 +51,9 @@ class Database:
         self._write_lock = asyncio.Lock() if dialect.serializes_writes(engine.dialect) else None
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool) -> Database:
+    async def open(cls, settings: DatabaseSettings, *, migrate: bool) -> Database:
         """Connect, and bring the managed schema up to date when `migrate` is set."""
-        database = cls(create_engine(url))
+        database = cls(create_engine(settings))
         try:
             if migrate:
                 async with database.engine.connect() as connection:

@@ -477,7 +477,7 @@ def _create_trigram_indexes() -> None:
         log.warning(
             "pg_trgm is not available (%s); `like` filters on names will scan instead of "
             "using trigram indexes",
-            str(error).splitlines()[0],
+            str(getattr(error, "orig", None) or error).splitlines()[0],
         )
         return
     _run(PG_TRGM_INDEXES)
