@@ -91,7 +91,7 @@ async def watch_database(
 
 
 async def start_server(settings: Settings) -> RunningServer:
-    database = await Database.open(settings.database, migrate=True)
+    database = await Database.open(settings.database, migrate=settings.database.mode == "managed")
     try:
         server = grpc.aio.server(interceptors=[ErrorStatusInterceptor()])
         flow_service_pb2_grpc.add_FlowServiceServicer_to_server(
@@ -157,9 +157,10 @@ async def serve(settings: Settings) -> None:
     running = await start_server(settings)
     host = settings.address.rpartition(":")[0]
     log.info(
-        "FlowService listening on %s:%d (database %s)",
+        "FlowService listening on %s:%d (%s database %s)",
         host,
         running.port,
+        settings.database.mode,
         settings.database.url_for_logs,
     )
     await stopping.wait()

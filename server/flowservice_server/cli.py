@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import DBAPIError
 
 from flowservice_server import app, config
-from flowservice_server.db.migrate import ForeignSchemaError
+from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         asyncio.run(app.serve(settings))
-    except (app.StartupError, ForeignSchemaError) as error:
+    except (app.StartupError, ForeignSchemaError, MissingSchemaError) as error:
         log.error("cannot start: %s", error)
         return 1
     except (DBAPIError, OSError) as error:  # the database is unreachable or refused us

@@ -119,6 +119,12 @@ def setting(default: Any, parse: Callable[[str], Any], help: str, **extra: Any) 
 class DatabaseSettings:
     """Where the flows live and how connections to them are pooled."""
 
+    mode: str = setting(
+        "managed",
+        parse_choice("managed", "prefect"),
+        "managed: FlowService creates and migrates its own schema; prefect: serve a "
+        "database a Prefect 3 server created, as it is (never created, altered or migrated)",
+    )
     url: str = setting(
         "sqlite+aiosqlite:///flowservice.db",
         parse_database_url,

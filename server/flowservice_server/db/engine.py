@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flowservice_server.db import dialect
-from flowservice_server.db.migrate import upgrade_to_head
+from flowservice_server.db.migrate import check_prefect_schema, upgrade_to_head
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -52,13 +52,15 @@ class Database:
 
     @classmethod
     async def open(cls, settings: DatabaseSettings, *, migrate: bool) -> Database:
-        """Connect, and bring the managed schema up to date when `migrate` is set."""
+        """Connect; migrate the managed schema when `migrate` is set, else check Prefect's."""
         database = cls(create_engine(settings))
         try:
-            if migrate:
-                async with database.engine.connect() as connection:
+            async with database.engine.connect() as connection:
+                if migrate:
                     await connection.run_sync(upgrade_to_head)
                     await connection.commit()
+                else:
+                    await connection.run_sync(check_prefect_schema)
             await database.ping()
         except BaseException:
             await database.close()

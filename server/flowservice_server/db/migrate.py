@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, inspect
 
 from flowservice_server.db.dialect import take_migration_lock
+from flowservice_server.db.tables import metadata
 
 VERSION_TABLE = "flowservice_alembic_version"
 PREFECT_VERSION_TABLE = "alembic_version"
@@ -41,6 +42,32 @@ def upgrade_to_head(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
 
+class MissingSchemaError(Exception):
+    """A database served in Prefect mode lacks tables or columns FlowService reads."""
+
+
+def check_prefect_schema(connection: Connection) -> None:
+    """Refuse a Prefect-mode database unless every table and column the queries use exists.
+
+    Run through `AsyncConnection.run_sync`. Nothing is created or changed.
+    """
+    inspector = inspect(connection)
+    present = set(inspector.get_table_names())
+    missing: list[str] = []
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            missing.append(f"table {table.name}")
+            continue
+        columns = {column["name"] for column in inspector.get_columns(table.name)}
+        missing += [f"column {table.name}.{c.name}" for c in table.columns if c.name not in columns]
+    if missing:
+        hint = "" if PREFECT_VERSION_TABLE in present else " (and no Prefect alembic_version table)"
+        raise MissingSchemaError(
+            f"this is not a Prefect 3 database FlowService can serve{hint}: missing "
+            + ", ".join(missing)
+        )
+
+
 def check_ownership(connection: Connection) -> None:
     """Refuse a Prefect database, or any database with our tables but not our history."""
     tables = set(inspect(connection).get_table_names())
@@ -50,7 +77,7 @@ def check_ownership(connection: Connection) -> None:
         raise ForeignSchemaError(
             "this database was created by a Prefect server (it has Prefect's "
             f"'{PREFECT_VERSION_TABLE}' table); FlowService will not migrate it. "
-            "Serve it as it is with --database-mode prefect, or point "
+            "Serve it as it is with --database-mode prefect (FLOWSERVICE_DATABASE_MODE), or point "
             "--database-url at a database of FlowService's own."
         )
     ours = {"flow", "flow_run", "task_run", "deployment", "work_queue", "work_pool"}
