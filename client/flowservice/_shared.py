@@ -70,7 +70,7 @@ def as_message(value: M | Mapping[str, Any] | None, message_type: type[M]) -> M 
 
 
 def flow_labels(flow: flow_pb2.Flow) -> dict[str, LabelValue] | None:
-    """A flow's labels as a dict (None when it has none); whole numbers (to 2^53) come back as int."""
+    """A flow's labels as a dict (None when it has none); whole numbers come back as int."""
     if not flow.HasField("labels"):
         return None
     return {key: _label_value(value) for key, value in flow.labels.fields.items()}
