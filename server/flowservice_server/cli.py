@@ -6,13 +6,9 @@ import argparse
 import asyncio
 import logging
 import os
-import sys
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
-
-from flowservice_server import app, config
-from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
+from flowservice_server import app, config, observability, supervisor
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,11 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="FlowService: Prefect 3's flow API as a gRPC service.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    environment_only = [
+        f"  {option.variable}: {option.item.metadata['help']}"
+        for option in config.options()
+        if not option.item.metadata["flag"]
+    ]
     serve = commands.add_parser(
         "serve",
         help="run the gRPC server",
         description="Run the FlowService gRPC server. Every setting can also be given as a "
         "FLOWSERVICE_* environment variable; a flag wins over its variable.",
+        epilog="settings read from the environment only (secrets):\n" + "\n".join(environment_only),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config.add_arguments(serve)
     return parser
@@ -43,23 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = config.load_settings(arguments, os.environ)
     except config.SettingsError as error:
         parser.error(str(error))
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    observability.configure_logging(settings.log_level, settings.log_format)
     try:
+        if settings.workers > 1:
+            return supervisor.run(settings)
         asyncio.run(app.serve(settings))
-    except (app.StartupError, ForeignSchemaError, MissingSchemaError) as error:
-        log.error("cannot start: %s", error)
-        return 1
-    except (DBAPIError, OSError) as error:  # the database is unreachable or refused us
-        reason = error.orig if isinstance(error, DBAPIError) and error.orig else error
-        log.error(
-            "cannot start: database %s: %s",
-            settings.database.url_for_logs,
-            str(reason).splitlines()[0],
-        )
+    except app.STARTUP_FAILURES as error:
+        log.error("cannot start: %s", app.describe_startup_failure(error, settings))
         return 1
     return 0
 

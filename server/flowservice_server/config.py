@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, make_url
@@ -107,9 +109,39 @@ def parse_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-def setting(default: Any, parse: Callable[[str], Any], help: str, **extra: Any) -> Any:
-    """A dataclass field that is also a flag and a variable; `help` feeds `serve --help`."""
-    return field(default=default, metadata={"parse": parse, "help": help}, **extra)
+def parse_optional_address(value: str) -> str:
+    return parse_address(value) if value else ""
+
+
+def parse_path(value: str) -> str:
+    """A file that must exist and be readable at start (certificates, token files)."""
+    if not value:
+        return ""
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"{value!r} is not a file")
+    try:
+        path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read {value!r}: {error.strerror}") from None
+    return value
+
+
+def parse_tokens(value: str) -> tuple[str, ...]:
+    """Bearer tokens, separated by commas or new lines; blanks ignored."""
+    return tuple(t.strip() for t in value.replace("\n", ",").split(",") if t.strip())
+
+
+def setting(
+    default: Any, parse: Callable[[str], Any], help: str, *, flag: bool = True, **extra: Any
+) -> Any:
+    """A dataclass field that is also a variable and (unless `flag=False`) a flag.
+
+    `help` feeds `serve --help`. Secrets are environment-only (`flag=False`):
+    a flag would show them to anyone who can list processes.
+    """
+    metadata = {"parse": parse, "help": help, "flag": flag}
+    return field(default=default, metadata=metadata, **extra)
 
 
 # --- the tree ----------------------------------------------------------------------
@@ -167,19 +199,119 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class GrpcSettings:
+    """Transport limits and keepalive, for clients behind meshes and load balancers."""
+
+    keepalive_time: float = setting(
+        60.0, parse_seconds, "seconds between the server's keepalive pings on idle connections"
+    )
+    keepalive_timeout: float = setting(
+        20.0, parse_seconds, "seconds to wait for a keepalive ping's answer before closing"
+    )
+    min_ping_interval: float = setting(
+        10.0,
+        parse_seconds,
+        "shortest interval at which clients may send keepalive pings (faster: GOAWAY)",
+    )
+    max_connection_age: float = setting(
+        1800.0,
+        parse_seconds,
+        "seconds after which a connection is asked to go away, so clients rebalance (0: never)",
+    )
+    max_connection_age_grace: float = setting(
+        30.0, parse_seconds, "seconds a connection told to go away has to finish its calls"
+    )
+    max_receive_message_size: int = setting(
+        4 * 1024 * 1024, parse_positive_count, "largest request accepted, in bytes"
+    )
+    max_concurrent_streams: int = setting(
+        100, parse_positive_count, "calls in flight per connection"
+    )
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS from PEM files; with a client CA, mutual TLS (clients must present a certificate)."""
+
+    cert_file: str = setting("", parse_path, "server certificate chain (PEM); enables TLS")
+    key_file: str = setting("", parse_path, "server private key (PEM)")
+    client_ca_file: str = setting(
+        "", parse_path, "CA bundle (PEM) for client certificates; enables mutual TLS"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Bearer-token authentication from `authorization: Bearer <token>` metadata."""
+
+    tokens_file: str = setting(
+        "", parse_path, "file of accepted bearer tokens, one per line; enables authentication"
+    )
+    tokens: tuple[str, ...] = setting(
+        (),
+        parse_tokens,
+        "accepted bearer tokens, comma-separated (environment only); enables authentication",
+        flag=False,
+        repr=False,
+    )
+    open_health_and_reflection: bool = setting(
+        True, parse_bool, "let health checks and reflection through without a token"
+    )
+
+    def accepted_tokens(self) -> tuple[str, ...]:
+        """The tokens from the variable and the file (read at start only)."""
+        from_file = parse_tokens(Path(self.tokens_file).read_text()) if self.tokens_file else ()
+        return (*self.tokens, *from_file)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything `flowservice serve` can be told."""
 
     address: str = setting(
         "127.0.0.1:50051", parse_address, "host:port to listen on; port 0 picks a free port"
     )
+    workers: int = setting(
+        os.cpu_count() or 1,
+        parse_positive_count,
+        "server processes sharing the port (SO_REUSEPORT); the default is one per CPU",
+    )
+    grace_period: float = setting(
+        10.0,
+        parse_seconds,
+        "on SIGTERM/SIGINT: seconds calls in flight get to finish after health turns NOT_SERVING",
+    )
     log_level: str = setting("INFO", parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    log_format: str = setting(
+        "text", parse_choice("text", "json"), "text, or json: one JSON object per line"
+    )
+    access_log: bool = setting(
+        True, parse_bool, "log one line per call: method, status, duration, peer (at INFO)"
+    )
+    metrics_address: str = setting(
+        "",
+        parse_optional_address,
+        "host:port for Prometheus metrics over HTTP (/metrics); empty: no metrics endpoint",
+    )
+    tracing: str = setting(
+        "off",
+        parse_choice("off", "opentelemetry"),
+        "opentelemetry: a span per call through the OpenTelemetry API (needs "
+        "opentelemetry-api; configure the SDK and exporter as usual)",
+    )
     health_check_interval: float = setting(
         2.0,
         parse_seconds,
         "seconds between database probes; health reports NOT_SERVING while they fail",
     )
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    grpc: GrpcSettings = field(default_factory=GrpcSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 # --- flags and variables ------------------------------------------------------------
@@ -216,6 +348,8 @@ def options(tree: type[Any] = Settings, prefix: tuple[str, ...] = ()) -> Iterato
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; the help names its variable and default."""
     for option in options():
+        if not option.item.metadata["flag"]:
+            continue
         default = option.item.default
         shown = str(default).lower() if isinstance(default, bool) else default
         parser.add_argument(
@@ -240,10 +374,34 @@ def load_settings(arguments: argparse.Namespace, environ: Mapping[str, str]) -> 
         try:
             values[option.path] = option.item.metadata["parse"](given)
         except ValueError as error:
-            raise SettingsError(
-                f"invalid {source} ({option.flag} / {option.variable}): {error}"
-            ) from None
-    return _build(Settings, values, ())  # type: ignore[no-any-return]  # _build returns the tree type
+            names = option.variable
+            if option.item.metadata["flag"]:
+                names = f"{option.flag} / {option.variable}"
+            raise SettingsError(f"invalid {source} ({names}): {error}") from None
+    settings: Settings = _build(Settings, values, ())
+    _check_combinations(settings)
+    return settings
+
+
+def _check_combinations(settings: Settings) -> None:
+    """Settings that are each valid but do not go together."""
+    tls = settings.tls
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise SettingsError(
+            "TLS needs both --tls-cert-file and --tls-key-file "
+            "(FLOWSERVICE_TLS_CERT_FILE / FLOWSERVICE_TLS_KEY_FILE)"
+        )
+    if tls.client_ca_file and not tls.cert_file:
+        raise SettingsError(
+            "--tls-client-ca-file (FLOWSERVICE_TLS_CLIENT_CA_FILE) needs TLS: "
+            "set --tls-cert-file and --tls-key-file too"
+        )
+    auth = settings.auth
+    if (auth.tokens or auth.tokens_file) and not auth.accepted_tokens():
+        raise SettingsError(
+            "authentication is configured but no token was given "
+            "(FLOWSERVICE_AUTH_TOKENS / --auth-tokens-file)"
+        )
 
 
 def _build(tree: type[Any], values: Mapping[tuple[str, ...], Any], prefix: tuple[str, ...]) -> Any:

@@ -32,7 +32,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self, request: s.CreateFlowRequest, context: Context
     ) -> s.CreateFlowResponse:
         new = validate.create_flow(request)
-        async with self._database.write() as connection:
+        async with self._database.write(context.time_remaining()) as connection:
             row, created = await flows.create_flow(
                 connection, name=new.name, tags=new.tags, labels=new.labels
             )
@@ -40,7 +40,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
 
     async def ReadFlow(self, request: s.ReadFlowRequest, context: Context) -> s.ReadFlowResponse:
         flow_id = validate.flow_id(request.id)
-        async with self._database.read() as connection:
+        async with self._database.read(context.time_remaining()) as connection:
             row = await flows.read_flow(connection, flow_id)
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
@@ -50,7 +50,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self, request: s.ReadFlowByNameRequest, context: Context
     ) -> s.ReadFlowByNameResponse:
         name = validate.flow_name(request.name)
-        async with self._database.read() as connection:
+        async with self._database.read(context.time_remaining()) as connection:
             row = await flows.read_flow_by_name(connection, name)
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "name", name)
@@ -58,7 +58,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
 
     async def ReadFlows(self, request: s.ReadFlowsRequest, context: Context) -> s.ReadFlowsResponse:
         query = validate.read_flows(request)
-        async with self._database.read() as connection:
+        async with self._database.read(context.time_remaining()) as connection:
             rows = await flows.read_flows(
                 connection,
                 where=query.where,
@@ -72,7 +72,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self, request: s.CountFlowsRequest, context: Context
     ) -> s.CountFlowsResponse:
         where = validate.count_flows(request)
-        async with self._database.read() as connection:
+        async with self._database.read(context.time_remaining()) as connection:
             count = await flows.count_flows(connection, where=where)
         return s.CountFlowsResponse(count=count)
 
@@ -80,7 +80,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self, request: s.UpdateFlowRequest, context: Context
     ) -> s.UpdateFlowResponse:
         update = validate.update_flow(request)
-        async with self._database.write() as connection:
+        async with self._database.write(context.time_remaining()) as connection:
             row = await flows.update_flow(connection, update.flow_id, tags=update.tags)
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(update.flow_id))
@@ -90,7 +90,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self, request: s.DeleteFlowRequest, context: Context
     ) -> s.DeleteFlowResponse:
         flow_id = validate.flow_id(request.id)
-        async with self._database.write() as connection:
+        async with self._database.write(context.time_remaining()) as connection:
             deleted = await flows.delete_flow(connection, flow_id)
         if not deleted:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))

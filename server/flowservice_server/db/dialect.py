@@ -21,6 +21,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
+    from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql.compiler import SQLCompiler
     from sqlalchemy.sql.dml import Insert
     from sqlalchemy.types import TypeEngine
@@ -167,7 +168,7 @@ def on_connect(dialect_name: str, *, busy_timeout: float) -> Callable[[Any, Any]
         return None
     busy_timeout_ms = round(busy_timeout * 1000)
 
-    def prepare_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    def prepare_sqlite(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
         # WAL: readers never block the writer nor the writer them.
         cursor.execute("PRAGMA journal_mode = WAL")
@@ -175,6 +176,7 @@ def on_connect(dialect_name: str, *, busy_timeout: float) -> Callable[[Any, Any]
         cursor.execute("PRAGMA foreign_keys = ON")
         # A writer from another process waits this long for the lock.
         cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        record.info[_CONFIGURED_BUSY] = record.info[_CURRENT_BUSY] = busy_timeout_ms
         # In WAL mode NORMAL is durable across application crashes; only a
         # power loss can lose the last commits.
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -183,6 +185,43 @@ def on_connect(dialect_name: str, *, busy_timeout: float) -> Callable[[Any, Any]
         cursor.close()
 
     return prepare_sqlite
+
+
+async def bound_by_deadline(connection: AsyncConnection, seconds: float, *, write: bool) -> None:
+    """Make the database itself give up when the call's deadline passes.
+
+    PostgreSQL: a statement timeout for this transaction (it also bounds lock
+    waits). SQLite: a write waits for another process's lock at most until the
+    deadline (sqlite3's interrupt cannot stop that wait, only a busy timeout can).
+    """
+    milliseconds = max(1, int(seconds * 1000))
+    if connection.dialect.name == "postgresql":
+        await connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+    elif write:
+        await _set_busy_timeout(connection, min(milliseconds, connection.info[_CONFIGURED_BUSY]))
+
+
+async def unbound(connection: AsyncConnection, *, write: bool) -> None:
+    """Undo a shorter SQLite busy timeout left on a pooled connection by an earlier call."""
+    if connection.dialect.name == "sqlite" and write:
+        await _set_busy_timeout(connection, connection.info[_CONFIGURED_BUSY])
+
+
+async def _set_busy_timeout(connection: AsyncConnection, milliseconds: int) -> None:
+    if connection.info.get(_CURRENT_BUSY) != milliseconds:
+        await connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
+        connection.info[_CURRENT_BUSY] = milliseconds
+
+
+async def interrupt(connection: AsyncConnection) -> None:
+    """Stop the statement running on the connection (the call was cancelled)."""
+    if connection.dialect.name == "sqlite":  # asyncpg cancels on task cancellation itself
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.interrupt()  # type: ignore[union-attr]  # aiosqlite
+
+
+_CONFIGURED_BUSY = "flowservice_configured_busy_ms"
+_CURRENT_BUSY = "flowservice_busy_ms"
 
 
 def take_migration_lock(connection: sa.Connection) -> None:

@@ -72,13 +72,24 @@ class Database:
             await connection.execute(sa.text("SELECT 1"))
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as connection:
+    async def read(self, time_left: float | None = None) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads; `time_left` (seconds, the call's deadline) bounds its work."""
+        async with (
+            _deadline(time_left),
+            self.engine.connect() as connection,
+            _bounded(connection, time_left, write=False),
+        ):
             yield connection
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._writer_turn(), self.engine.begin() as connection:
+    async def write(self, time_left: float | None = None) -> AsyncIterator[AsyncConnection]:
+        """One transaction, committed when the block ends; never once the deadline has passed."""
+        async with (
+            _deadline(time_left),
+            self._writer_turn(),
+            self.engine.begin() as connection,
+            _bounded(connection, time_left, write=True),
+        ):
             yield connection
 
     @contextlib.asynccontextmanager
@@ -91,3 +102,26 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _deadline(time_left: float | None) -> contextlib.AbstractAsyncContextManager[object]:
+    """Cancel the work when `time_left` seconds have passed (TimeoutError: DEADLINE_EXCEEDED)."""
+    if time_left is None:
+        return contextlib.nullcontext()
+    return asyncio.timeout(max(time_left, 0.0))
+
+
+@contextlib.asynccontextmanager
+async def _bounded(
+    connection: AsyncConnection, time_left: float | None, *, write: bool
+) -> AsyncIterator[None]:
+    """Bound the database's own waiting by the deadline; stop the statement on cancellation."""
+    if time_left is None:
+        await dialect.unbound(connection, write=write)
+    else:
+        await dialect.bound_by_deadline(connection, time_left, write=write)
+    try:
+        yield
+    except asyncio.CancelledError:  # the deadline passed, or the client cancelled
+        await dialect.interrupt(connection)
+        raise

@@ -8,12 +8,18 @@ served in the Prefect database mode instead).
 
 from __future__ import annotations
 
+import logging
+
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
 from flowservice_server.db.dialect import take_migration_lock
 from flowservice_server.db.tables import metadata
+
+log = logging.getLogger(__name__)
 
 VERSION_TABLE = "flowservice_alembic_version"
 PREFECT_VERSION_TABLE = "alembic_version"
@@ -39,7 +45,14 @@ def upgrade_to_head(connection: Connection) -> None:
     """
     take_migration_lock(connection)
     check_ownership(connection)
-    command.upgrade(alembic_config(connection), "head")
+    config = alembic_config(connection)
+    before = MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if before != head:
+        command.upgrade(config, "head")
+        log.info("migrated the database schema from %s to %s", before or "nothing", head)
 
 
 class MissingSchemaError(Exception):

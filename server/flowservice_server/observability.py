@@ -1,0 +1,245 @@
+"""Logs, metrics and traces: one access-log line, one metric sample and one span per call.
+
+- Logging goes to stderr as text or as one JSON object per line; the access
+  log (logger `flowservice.access`, level INFO) says method, status, duration
+  and peer of every call, and never what was asked (no names, no tokens).
+- Metrics use prometheus_client with a registry per server (several servers
+  may live in one test process). With several worker processes the values go
+  through prometheus_client's multiprocess files and the supervisor serves
+  their sum (PROMETHEUS_MULTIPROC_DIR).
+- Tracing, when asked for, uses the OpenTelemetry API only: spans are no-ops
+  until the operator configures an SDK and exporter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import grpc
+import grpc.aio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from sqlalchemy.pool import Pool
+
+    from flowservice_server.interceptors import AsyncBehavior, Continuation, Req, Resp
+
+access_log = logging.getLogger("flowservice.access")
+
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+# --- logging -----------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; an access-log record adds its fields at the top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Alembic narrates its environment at INFO; `db.migrate` logs what changed.
+    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+
+
+# --- metrics -----------------------------------------------------------------------
+
+
+class Metrics:
+    """Per-method, per-status request counts and latencies, and database pool usage."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "flowservice_rpc_requests",
+            "Calls handled, by method and status code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "flowservice_rpc_duration_seconds",
+            "Time from receiving a call to sending its status, by method and status code.",
+            ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.pool = Gauge(
+            "flowservice_db_pool_connections",
+            "Database connections by state (sampled every health-check interval).",
+            ["state"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        self.requests.labels(method, code).inc()
+        self.latency.labels(method, code).observe(seconds)
+
+    def sample_pool(self, pool: Pool) -> None:
+        # QueuePool's counters; other pools (none used today) report nothing.
+        status = cast("Any", pool)
+        if all(hasattr(status, name) for name in ("checkedout", "checkedin", "overflow")):
+            self.pool.labels("in_use").set(status.checkedout())
+            self.pool.labels("idle").set(status.checkedin())
+            self.pool.labels("overflow").set(max(status.overflow(), 0))
+
+
+def serve_metrics(address: str, metrics: Metrics | None) -> WSGIServer:
+    """Serve /metrics over HTTP; in a supervisor (metrics None) the workers' summed values."""
+    host, _, port = address.rpartition(":")
+    if metrics is None:
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped
+    else:
+        registry = metrics.registry
+    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    return server
+
+
+def in_worker_process() -> bool:
+    return MULTIPROCESS_DIRECTORY in os.environ
+
+
+# --- tracing -----------------------------------------------------------------------
+
+
+class Tracing:
+    """OpenTelemetry spans for calls, continuing a trace that the caller's metadata carries."""
+
+    def __init__(self) -> None:
+        try:
+            from opentelemetry import propagate, trace  # noqa: PLC0415  # optional dependency
+        except ImportError:
+            raise RuntimeError(
+                "--tracing opentelemetry needs the OpenTelemetry API: "
+                "pip install 'flowservice-server[otel]'"
+            ) from None
+        self._trace = trace
+        self._propagate = propagate
+        self._tracer = trace.get_tracer("flowservice_server")
+
+    def span(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        carrier = {key: value for key, value in context.invocation_metadata() or ()}
+        service, _, name = method.strip("/").partition("/")
+        return self._tracer.start_as_current_span(
+            method.strip("/"),
+            context=self._propagate.extract(carrier),
+            kind=self._trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        )
+
+    def finish(self, span: Any, code: grpc.StatusCode) -> None:
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code is not grpc.StatusCode.OK:
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, code.name))
+
+
+# --- the interceptor ----------------------------------------------------------------
+
+
+def _final_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    """Times every unary call and reports it to the access log, metrics and tracing."""
+
+    def __init__(
+        self, *, access_log_enabled: bool, metrics: Metrics | None, tracing: Tracing | None
+    ) -> None:
+        self._log = access_log_enabled
+        self._metrics = metrics
+        self._tracing = tracing
+
+    async def intercept_service(
+        self,
+        continuation: Continuation[Req, Resp],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behavior = cast("AsyncBehavior[Req, Resp]", handler.unary_unary)
+        method = handler_call_details.method
+
+        async def observed(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            tracing = self._tracing
+            with tracing.span(method, context) if tracing else contextlib.nullcontext() as span:
+                try:
+                    return await behavior(request, context)
+                except grpc.aio.AbortError:
+                    code = _final_code(context)
+                    raise
+                except asyncio.CancelledError:
+                    expired = (context.time_remaining() or 1.0) <= 0
+                    code = (
+                        grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+                    )
+                    raise
+                finally:
+                    if tracing is not None:
+                        tracing.finish(span, code)
+                    self._report(method, code, time.perf_counter() - started, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            observed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _report(
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        seconds: float,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(method, code.name, seconds)
+        if self._log and access_log.isEnabledFor(logging.INFO):
+            fields = {
+                "method": method,
+                "code": code.name,
+                "duration_ms": round(seconds * 1000, 3),
+                "peer": context.peer(),
+            }
+            access_log.info(
+                "%(method)s %(code)s %(duration_ms).3fms %(peer)s",
+                fields,
+                extra={"fields": fields},
+            )

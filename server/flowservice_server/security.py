@@ -1,0 +1,121 @@
+"""TLS (and mutual TLS) credentials, and bearer-token authentication.
+
+Tokens are compared in constant time against every accepted token, so the
+time an answer takes says nothing about how close a guess was. Tokens never
+reach a log: a rejected call is logged with its method and peer only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from flowservice_server.errors import DOMAIN
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from flowservice_server.config import TlsSettings
+    from flowservice_server.interceptors import Continuation, Req, Resp
+
+log = logging.getLogger(__name__)
+
+#: Services a load balancer or grpcurl may reach without a token, when allowed.
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
+    """TLS credentials; with a client CA, clients must present a certificate it signed."""
+    chain = Path(tls.cert_file).read_bytes()
+    key = Path(tls.key_file).read_bytes()
+    client_ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def _unauthenticated(message: str) -> grpc.Status:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="UNAUTHENTICATED", domain=DOMAIN))
+    status = status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=message, details=[info])
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without an accepted `authorization: Bearer <token>` with UNAUTHENTICATED."""
+
+    def __init__(self, tokens: Iterable[str], *, open_health_and_reflection: bool) -> None:
+        self._tokens = tuple(token.encode() for token in tokens)
+        self._open = OPEN_SERVICES if open_health_and_reflection else ()
+
+    def accepts(self, metadata: Any) -> bool:
+        presented = b""
+        for key, value in metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, credential = value.partition(" ")
+                if scheme.lower() == "bearer":
+                    presented = credential.strip().encode()
+        # Compare with every token, whatever matches, so timing reveals nothing.
+        matched = False
+        for accepted in self._tokens:
+            matched |= hmac.compare_digest(presented, accepted)
+        return matched and bool(presented)
+
+    async def intercept_service(
+        self,
+        continuation: Continuation[Req, Resp],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
+        method = handler_call_details.method
+        if method.startswith(self._open) or self.accepts(handler_call_details.invocation_metadata):
+            return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _refusing(handler, method)
+
+
+def _refusing(
+    handler: grpc.RpcMethodHandler[Req, Resp], method: str
+) -> grpc.RpcMethodHandler[Req, Resp]:
+    """A handler of the same shape that ends the call with UNAUTHENTICATED."""
+    status = _unauthenticated(
+        "missing or invalid bearer token: send metadata 'authorization: Bearer <token>'"
+    )
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        log.warning("unauthenticated call to %s from %s", method, context.peer())
+        await context.abort_with_status(status)
+
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            refuse,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            refuse,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            refuse,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return grpc.stream_unary_rpc_method_handler(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
