@@ -221,10 +221,11 @@ async def test_postgresql_servers_starting_together_migrate_once(scratch_postgre
     settings = DatabaseSettings(url=scratch_postgres)
     databases = await asyncio.gather(*(Database.open(settings, migrate=True) for _ in range(4)))
     try:
-        async with databases[0].read() as connection:
-            version = await connection.scalar(
+        version = await databases[0].read(
+            lambda connection: connection.scalar(
                 sa.text("SELECT version_num FROM flowservice_alembic_version")
             )
+        )
     finally:
         for database in databases:
             await database.close()
@@ -263,10 +264,11 @@ async def test_postgresql_without_pg_trgm_migrates_logs_and_still_filters(
         async with FlowClient(f"127.0.0.1:{running.port}") as client:
             await client.create_flow("Nightly-ETL")
             assert len(await client.read_flows(flows={"name": {"like": "etl"}})) == 1
-        async with running.database.read() as connection:
-            trigram = await connection.scalar(
+        trigram = await running.database.read(
+            lambda connection: connection.scalar(
                 sa.text("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'trgm_ix_%'")
             )
+        )
         assert trigram == 0
     finally:
         await running.stop(grace=None)

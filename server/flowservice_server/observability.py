@@ -52,6 +52,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
             **getattr(record, "fields", {}),
         }
@@ -65,7 +66,7 @@ def configure_logging(level: str, log_format: str) -> None:
     handler.setFormatter(
         JsonFormatter()
         if log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,4 +1,4 @@
-"""The FlowService servicer: validate, call one model function, convert. Nothing else.
+"""The FlowService servicer: validate, run one model function as a unit of work, convert.
 
 Errors are raised, never aborted here: `interceptors.ErrorStatusInterceptor`
 turns them into statuses.
@@ -6,6 +6,7 @@ turns them into statuses.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import grpc.aio
@@ -32,16 +33,14 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self, request: s.CreateFlowRequest, context: Context
     ) -> s.CreateFlowResponse:
         new = validate.create_flow(request)
-        async with self._database.write(context.time_remaining()) as connection:
-            row, created = await flows.create_flow(
-                connection, name=new.name, tags=new.tags, labels=new.labels
-            )
+        work = partial(flows.create_flow, name=new.name, tags=new.tags, labels=new.labels)
+        row, created = await self._database.write(work, context.time_remaining())
         return s.CreateFlowResponse(flow=flow_message(row), created=created)
 
     async def ReadFlow(self, request: s.ReadFlowRequest, context: Context) -> s.ReadFlowResponse:
         flow_id = validate.flow_id(request.id)
-        async with self._database.read(context.time_remaining()) as connection:
-            row = await flows.read_flow(connection, flow_id)
+        work = partial(flows.read_flow, flow_id=flow_id)
+        row = await self._database.read(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
         return s.ReadFlowResponse(flow=flow_message(row))
@@ -50,38 +49,37 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self, request: s.ReadFlowByNameRequest, context: Context
     ) -> s.ReadFlowByNameResponse:
         name = validate.flow_name(request.name)
-        async with self._database.read(context.time_remaining()) as connection:
-            row = await flows.read_flow_by_name(connection, name)
+        work = partial(flows.read_flow_by_name, name=name)
+        row = await self._database.read(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "name", name)
         return s.ReadFlowByNameResponse(flow=flow_message(row))
 
     async def ReadFlows(self, request: s.ReadFlowsRequest, context: Context) -> s.ReadFlowsResponse:
         query = validate.read_flows(request)
-        async with self._database.read(context.time_remaining()) as connection:
-            rows = await flows.read_flows(
-                connection,
-                where=query.where,
-                order_by=query.order_by,
-                offset=query.offset,
-                limit=query.limit,
-            )
+        work = partial(
+            flows.read_flows,
+            where=query.where,
+            order_by=query.order_by,
+            offset=query.offset,
+            limit=query.limit,
+        )
+        rows = await self._database.read(work, context.time_remaining())
         return s.ReadFlowsResponse(flows=[flow_message(row) for row in rows])
 
     async def CountFlows(
         self, request: s.CountFlowsRequest, context: Context
     ) -> s.CountFlowsResponse:
-        where = validate.count_flows(request)
-        async with self._database.read(context.time_remaining()) as connection:
-            count = await flows.count_flows(connection, where=where)
+        work = partial(flows.count_flows, where=validate.count_flows(request))
+        count = await self._database.read(work, context.time_remaining())
         return s.CountFlowsResponse(count=count)
 
     async def UpdateFlow(
         self, request: s.UpdateFlowRequest, context: Context
     ) -> s.UpdateFlowResponse:
         update = validate.update_flow(request)
-        async with self._database.write(context.time_remaining()) as connection:
-            row = await flows.update_flow(connection, update.flow_id, tags=update.tags)
+        work = partial(flows.update_flow, flow_id=update.flow_id, tags=update.tags)
+        row = await self._database.write(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(update.flow_id))
         return s.UpdateFlowResponse(flow=flow_message(row))
@@ -90,8 +88,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self, request: s.DeleteFlowRequest, context: Context
     ) -> s.DeleteFlowResponse:
         flow_id = validate.flow_id(request.id)
-        async with self._database.write(context.time_remaining()) as connection:
-            deleted = await flows.delete_flow(connection, flow_id)
-        if not deleted:
+        work = partial(flows.delete_flow, flow_id=flow_id)
+        if not await self._database.write(work, context.time_remaining()):
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
         return s.DeleteFlowResponse()

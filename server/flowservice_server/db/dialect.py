@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -35,6 +35,11 @@ def insert_ignoring_conflict(
     """INSERT … ON CONFLICT (columns) DO NOTHING, in the dialect's own construct."""
     build = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     return build(table).on_conflict_do_nothing(index_elements=conflict_columns)
+
+
+def finishes_work_on_cancel(dialect: Dialect) -> bool:
+    """SQLite's driver runs statements in a thread that a cancelled call cannot stop."""
+    return dialect.name == "sqlite"
 
 
 def serializes_writes(dialect: Dialect) -> bool:
@@ -176,7 +181,7 @@ def on_connect(dialect_name: str, *, busy_timeout: float) -> Callable[[Any, Any]
         cursor.execute("PRAGMA foreign_keys = ON")
         # A writer from another process waits this long for the lock.
         cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        record.info[_CONFIGURED_BUSY] = record.info[_CURRENT_BUSY] = busy_timeout_ms
+        record.info[_CURRENT_BUSY] = busy_timeout_ms
         # In WAL mode NORMAL is durable across application crashes; only a
         # power loss can lose the last commits.
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -187,40 +192,55 @@ def on_connect(dialect_name: str, *, busy_timeout: float) -> Callable[[Any, Any]
     return prepare_sqlite
 
 
-async def bound_by_deadline(connection: AsyncConnection, seconds: float, *, write: bool) -> None:
+#: SQLite waits for another process's write lock this long per attempt.
+SQLITE_BUSY_SLICE_MS = 50
+
+
+async def bound_by_deadline(
+    connection: AsyncConnection, seconds: float | None, *, write: bool
+) -> None:
     """Make the database itself give up when the call's deadline passes.
 
     PostgreSQL: a statement timeout for this transaction (it also bounds lock
-    waits). SQLite: a write waits for another process's lock at most until the
-    deadline (sqlite3's interrupt cannot stop that wait, only a busy timeout can).
+    waits). SQLite: a write waits for another process's lock for one short
+    slice (the unit of work retries, see `db.engine`); reads never wait.
     """
-    milliseconds = max(1, int(seconds * 1000))
     if connection.dialect.name == "postgresql":
-        await connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        if seconds is not None:
+            milliseconds = max(1, int(seconds * 1000))
+            await connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
     elif write:
-        await _set_busy_timeout(connection, min(milliseconds, connection.info[_CONFIGURED_BUSY]))
+        slice_ms = SQLITE_BUSY_SLICE_MS
+        if seconds is not None:
+            slice_ms = max(1, min(slice_ms, int(seconds * 1000)))
+        if connection.info.get(_CURRENT_BUSY) != slice_ms:
+            await connection.exec_driver_sql(f"PRAGMA busy_timeout = {slice_ms}")
+            connection.info[_CURRENT_BUSY] = slice_ms
 
 
-async def unbound(connection: AsyncConnection, *, write: bool) -> None:
-    """Undo a shorter SQLite busy timeout left on a pooled connection by an earlier call."""
-    if connection.dialect.name == "sqlite" and write:
-        await _set_busy_timeout(connection, connection.info[_CONFIGURED_BUSY])
+def is_busy(error: BaseException) -> bool:
+    """SQLite could not get the write lock within the busy timeout."""
+    original = getattr(error, "orig", None)
+    return isinstance(original, sqlite3.OperationalError) and str(original).startswith(
+        _SQLITE_BUSY[:2]
+    )
 
 
-async def _set_busy_timeout(connection: AsyncConnection, milliseconds: int) -> None:
-    if connection.info.get(_CURRENT_BUSY) != milliseconds:
-        await connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
-        connection.info[_CURRENT_BUSY] = milliseconds
+async def interrupter(connection: AsyncConnection) -> Callable[[], Awaitable[None]] | None:
+    """What stops the connection's running statement when its call is cancelled.
+
+    Taken before the work starts: once SQLAlchemy has seen a cancellation it
+    invalidates the connection and no longer hands out the driver's. asyncpg
+    cancels its query on task cancellation by itself, so PostgreSQL needs none.
+    """
+    if connection.dialect.name != "sqlite":
+        return None
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection  # aiosqlite's Connection
+    interrupt: Callable[[], Awaitable[None]] = driver.interrupt
+    return interrupt
 
 
-async def interrupt(connection: AsyncConnection) -> None:
-    """Stop the statement running on the connection (the call was cancelled)."""
-    if connection.dialect.name == "sqlite":  # asyncpg cancels on task cancellation itself
-        raw = await connection.get_raw_connection()
-        await raw.driver_connection.interrupt()  # type: ignore[union-attr]  # aiosqlite
-
-
-_CONFIGURED_BUSY = "flowservice_configured_busy_ms"
 _CURRENT_BUSY = "flowservice_busy_ms"
 
 
