@@ -172,14 +172,23 @@ def test_time_bounds_are_inclusive(database: sa.Engine) -> None:
     assert matching_runs(database, later) == []
 
 
-def test_sub_microsecond_bounds_never_widen_the_range(database: sa.Engine) -> None:
+def test_sub_microsecond_digits_of_bounds_are_dropped_as_prefect_drops_them(
+    database: sa.Engine,
+) -> None:
     column = flow_run.c.start_time
     just_after = at(T0)
-    just_after.nanos += 1  # T0 + 1ns: an inclusive lower bound must exclude T0
-    assert matching_runs(database, filters.at_or_after(column)(just_after, "p", Violations())) == []
+    just_after.nanos += 1  # T0 + 1ns, read as T0: the inclusive lower bound takes in T0
+    assert matching_runs(database, filters.at_or_after(column)(just_after, "p", Violations())) == [
+        "run-0"
+    ]
+    almost = at(T0)
+    almost.nanos += 999  # T0 + 999ns is still T0 at microsecond precision
+    assert matching_runs(database, filters.at_or_before(column)(almost, "p", Violations())) == [
+        "run-0"
+    ]
     just_before = at(T0)
     just_before.seconds -= 1
-    just_before.nanos = 999_999_999  # T0 - 1ns: an upper bound must exclude T0
+    just_before.nanos = 999_999_999  # T0 - 1ns, read as T0 - 1µs: excludes T0
     assert (
         matching_runs(database, filters.at_or_before(column)(just_before, "p", Violations())) == []
     )

@@ -111,7 +111,7 @@ def _bound(
     column: sa.ColumnElement[Any], value: Any, path: str, violations: Violations, *, upper: bool
 ) -> Clause | None:
     try:
-        moment = parse_timestamp(value, round_up=not upper)
+        moment = parse_timestamp(value)
     except ValueError as error:
         violations.add(path, str(error))
         return None

@@ -100,21 +100,15 @@ _MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
 _MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
-def parse_timestamp(value: timestamp_pb2.Timestamp, *, round_up: bool) -> datetime:
-    """A UTC datetime; nanoseconds are rounded to the microseconds the database keeps.
+def parse_timestamp(value: timestamp_pb2.Timestamp) -> datetime:
+    """A UTC datetime, cut down to the microseconds the database keeps.
 
-    A lower bound rounds up and an upper bound rounds down, so an inclusive
-    bound never takes in an instant outside the one given.
+    Prefect's parser drops digits below the microsecond for every bound, so
+    an inclusive `after: 12:00:00.0000001` takes in 12:00:00; so does this.
     """
     if not _MIN_SECONDS <= value.seconds <= _MAX_SECONDS or not 0 <= value.nanos < 10**9:
         raise ValueError(
             f"not a valid timestamp (seconds={value.seconds}, nanos={value.nanos}); "
             "it must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z"
         )
-    micros, rest = divmod(value.nanos, 1000)
-    if round_up and rest:
-        micros += 1
-    try:
-        return _EPOCH + timedelta(seconds=value.seconds, microseconds=micros)
-    except OverflowError:  # 9999-12-31T23:59:59.999999999 rounded up
-        return datetime.max.replace(tzinfo=UTC)
+    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
