@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
 from sqlalchemy.exc import DBAPIError
 
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
-from flowservice_server import observability, security
+from flowservice_server import observability, reflection, security
 from flowservice_server.db.engine import Database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
 from flowservice_server.interceptors import ErrorStatusInterceptor
@@ -146,7 +145,7 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        _enable_reflection(server)
+        reflection.enable(server, (SERVICE_NAME, HEALTH_SERVICE_NAME))
         port = _bind(server, settings)
         if metrics is not None and not observability.in_worker_process():
             metrics_server = observability.serve_metrics(settings.metrics_address, metrics)
@@ -171,32 +170,6 @@ def _bind(server: grpc.aio.Server, settings: Settings) -> int:
         return server.add_insecure_port(settings.address)
     except RuntimeError as error:
         raise StartupError(f"cannot listen on {settings.address}: {error}") from None
-
-
-def _enable_reflection(server: grpc.aio.Server) -> None:
-    """Server reflection, so grpcurl and friends need no .proto files.
-
-    grpcio-reflection serves only v1alpha; v1's messages are identical on the
-    wire, so the same servicer also answers under the v1 name (not advertised:
-    its descriptor is not in the pool).
-    """
-    names = (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
-    servicer: Any = reflection.aio.ReflectionServicer(names)
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "grpc.reflection.v1.ServerReflection",
-                {
-                    "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                        servicer.ServerReflectionInfo,
-                        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-                        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
-                    )
-                },
-            ),
-        )
-    )
 
 
 async def _set_health(servicer: health.aio.HealthServicer, serving: bool) -> None:
