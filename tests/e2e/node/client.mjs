@@ -1,0 +1,355 @@
+#!/usr/bin/env node
+// FlowService from a Node.js client: the scenario of tests/e2e/test_node.py.
+//
+//   node client.mjs HOST:PORT SCENARIO_JSON
+//
+// SCENARIO_JSON names the flows that the Python test seeded with one flow run
+// each (Node cannot write flow runs: FlowService has no RPC for them):
+//   {"seeded": {"early": RUN, "lateA": RUN, "lateB": RUN}}
+//   RUN = {"flowId": UUID, "flowName": str, "startTime": RFC 3339, "stateType": str}
+// with early < lateA < lateB by start time and only lateB FAILED.
+//
+// It loads the .proto files from the repository at run time (no generated
+// code), runs every FlowService RPC, asserts on each answer with node:assert,
+// prints a JSON summary of what it observed on stdout and exits 0; any
+// unexpected answer exits non-zero with the failed assertion on stderr.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
+
+// A watchdog: a failed assertion ends the process, but grpc-js can keep it
+// alive after client.close() (e.g. once a request failed to serialize); never
+// outlive this. unref(): the timer alone does not keep the process running.
+setTimeout(() => {
+  console.error('client.mjs: still running after 45 s');
+  process.exit(2);
+}, 45_000).unref();
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const PROTOS = path.resolve(HERE, '../../../protos');
+const DEADLINE_MS = 10_000;
+
+// --- loading the contract ------------------------------------------------------
+
+// Options that make proto-loader's objects pleasant and lossless:
+// - longs: String  int64 fields (CountFlowsResponse.count, Timestamp.seconds)
+//                  come back as decimal strings, not Long objects;
+// - enums: String  enums come back by name ("FLOW_SORT_NAME_DESC"); either a
+//                  name or a number may be sent;
+// - defaults: true absent scalars and repeated fields come back as ''/0/[],
+//                  absent message fields as null (so Flow.labels is null
+//                  when the flow has no labels object);
+// - oneofs: true   a google.protobuf.Value also says which of its fields is
+//                  set, in `kind` (used by fromStruct below).
+// Field names are camelCase (updateMask, flowRuns, startTime), as proto-loader
+// converts them unless keepCase is set. google/protobuf/*.proto are
+// proto-loader's own copies; only our directory needs naming.
+//
+// Beware: requests are converted with protobufjs' fromObject, which ignores
+// what it does not know instead of failing. A snake_case key copied from the
+// proto comments' JSON (`flow_runs`, `update_mask`) is silently dropped, and
+// so is the filter or mask it held; an unknown enum name
+// ('FLOW_SORT_NAME_DSC') is sent as 0 (unspecified: the default order).
+// Hence the helpers below for the well-known types.
+const definition = protoLoader.loadSync('flowservice/v1/flow_service.proto', {
+  includeDirs: [PROTOS],
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
+const { FlowService } = grpc.loadPackageDefinition(definition).flowservice.v1;
+
+// The google.rpc messages of the `grpc-status-details-bin` trailer. They are
+// not in protos/, so the few this service sends are declared here (field
+// numbers as in googleapis' google/rpc/*.proto); `Any` is wire-compatible
+// with google.protobuf.Any.
+const RPC_TYPES = protobuf.parse(`
+  syntax = "proto3";
+  package google.rpc;
+  message Any { string type_url = 1; bytes value = 2; }
+  message Status { int32 code = 1; string message = 2; repeated Any details = 3; }
+  message ErrorInfo { string reason = 1; string domain = 2; map<string, string> metadata = 3; }
+  message ResourceInfo {
+    string resource_type = 1; string resource_name = 2; string owner = 3; string description = 4;
+  }
+  message BadRequest {
+    message FieldViolation { string field = 1; string description = 2; }
+    repeated FieldViolation field_violations = 1;
+  }
+`).root;
+
+// --- writing the well-known types -----------------------------------------------
+
+// A google.protobuf.ListValue of strings, for the filters' `any` fields:
+// `{values: [{stringValue: 'FAILED'}]}`. A plain array (the JSON form) fails
+// client-side with INTERNAL ("ListValue.values: array expected");
+// `{values: []}` (or `{}`) is an explicitly empty list, which matches
+// nothing; leaving the field out (or null) adds no condition.
+const anyOf = (...strings) => ({ values: strings.map((s) => ({ stringValue: s })) });
+
+// A google.protobuf.Struct from a flat JS object of strings, numbers and
+// booleans (all that Flow.labels may hold): every value is wrapped in a
+// google.protobuf.Value naming its kind. Passing `labels: {env: 'dev'}`
+// directly sends an EMPTY Struct (no `fields` key), creating the flow with
+// `{}` labels, without an error.
+const KINDS = { string: 'stringValue', number: 'numberValue', boolean: 'boolValue' };
+const struct = (object) => ({
+  fields: Object.fromEntries(
+    Object.entries(object).map(([key, value]) => [key, { [KINDS[typeof value]]: value }]),
+  ),
+});
+
+// ...and back: `kind` (from oneofs: true) names the field that is set. null
+// stays null (no labels object at all).
+const fromStruct = (message) =>
+  message &&
+  Object.fromEntries(
+    Object.entries(message.fields).map(([key, value]) => [key, value[value.kind]]),
+  );
+
+// A google.protobuf.Timestamp from an RFC 3339 string (millisecond precision,
+// all a JS Date has): whole seconds since the epoch, as a string because the
+// field is int64, plus nanoseconds. proto-loader has no Timestamp
+// conversion: an RFC 3339 string (the JSON form) fails client-side with
+// INTERNAL "object expected", and a Date is sent as the epoch (1970-01-01).
+const timestamp = (rfc3339) => {
+  const ms = Date.parse(rfc3339);
+  assert.ok(Number.isFinite(ms), `not a timestamp: ${rfc3339}`);
+  return { seconds: String(Math.floor(ms / 1000)), nanos: (((ms % 1000) + 1000) % 1000) * 1e6 };
+};
+const plusMs = (rfc3339, ms) => new Date(Date.parse(rfc3339) + ms).toISOString();
+
+// ...and back, to compare (BigInt: seconds is an int64 string).
+const nanosOf = (ts) => BigInt(ts.seconds) * 1_000_000_000n + BigInt(ts.nanos);
+
+// --- calling ------------------------------------------------------------------------
+
+const [address, scenarioJson] = process.argv.slice(2);
+assert.ok(address && scenarioJson, 'usage: node client.mjs HOST:PORT SCENARIO_JSON');
+const { early, lateA, lateB } = JSON.parse(scenarioJson).seeded;
+
+const client = new FlowService(address, grpc.credentials.createInsecure());
+
+// grpc-js is callback-based; promisify one unary call, with a deadline.
+const rpc = (method, request) =>
+  new Promise((resolve, reject) => {
+    const deadline = new Date(Date.now() + DEADLINE_MS);
+    client[method](request, { deadline }, (error, response) =>
+      error ? reject(error) : resolve(response),
+    );
+  });
+
+// The google.rpc.Status of a failed call, its details unpacked by type name:
+// {code, message, details: {BadRequest: {...}, ErrorInfo: {...}, ...}}.
+const decodeStatus = (error) => {
+  const [bytes] = error.metadata.get('grpc-status-details-bin');
+  assert.ok(bytes, `no grpc-status-details-bin trailer on: ${error.message}`);
+  const status = RPC_TYPES.lookupType('google.rpc.Status').decode(bytes);
+  const details = {};
+  for (const { typeUrl, value } of status.details) {
+    const name = typeUrl.slice(typeUrl.lastIndexOf('/') + 1); // type.googleapis.com/google.rpc.X
+    const type = RPC_TYPES.lookupType(name);
+    details[type.name] = type.toObject(type.decode(value), { defaults: true });
+  }
+  return { code: status.code, message: status.message, details };
+};
+
+// The call fails with gRPC status `code` and a matching google.rpc.Status.
+const expectError = async (call, code) => {
+  const error = await call.then(
+    (response) => assert.fail(`expected code ${code}, got ${JSON.stringify(response)}`),
+    (failure) => failure,
+  );
+  assert.equal(error.code, code, error.message);
+  const status = decodeStatus(error);
+  assert.equal(status.code, code);
+  assert.equal(status.details.ErrorInfo?.domain, 'flowservice.v1');
+  return status;
+};
+
+const names = ({ flows }) => flows.map((flow) => flow.name);
+const violations = (status) => status.details.BadRequest.fieldViolations.map((v) => v.field);
+
+// --- the scenario -------------------------------------------------------------------
+
+const summary = {};
+
+// CreateFlow: tags in order, labels of each kind; no labels at all gives
+// `labels: null`; the same name again returns the stored flow untouched.
+const etl = await rpc('CreateFlow', {
+  name: 'node-etl',
+  tags: ['db', 'nightly'],
+  labels: struct({ env: 'dev', retries: 3, critical: true }),
+});
+assert.equal(etl.created, true);
+assert.match(etl.flow.id, /^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/);
+assert.deepEqual(etl.flow.tags, ['db', 'nightly']);
+assert.deepEqual(fromStruct(etl.flow.labels), { critical: true, env: 'dev', retries: 3 });
+assert.equal(etl.flow.labels.fields.retries.kind, 'numberValue');
+
+const plain = await rpc('CreateFlow', { name: 'node-plain' });
+assert.equal(plain.created, true);
+assert.deepEqual(plain.flow.tags, []);
+assert.equal(plain.flow.labels, null);
+
+const again = await rpc('CreateFlow', { name: 'node-etl', tags: ['ignored'] });
+assert.equal(again.created, false);
+assert.deepEqual(again.flow, etl.flow);
+
+summary.create = {
+  etl: { id: etl.flow.id, tags: etl.flow.tags, labels: fromStruct(etl.flow.labels) },
+  plain: { id: plain.flow.id, tags: plain.flow.tags, labels: fromStruct(plain.flow.labels) },
+  againCreated: again.created,
+};
+
+// ReadFlow (by an upper-case, unhyphenated id: the server accepts both
+// forms and answers with the canonical one) and ReadFlowByName.
+const byId = await rpc('ReadFlow', { id: etl.flow.id.replaceAll('-', '').toUpperCase() });
+assert.deepEqual(byId.flow, etl.flow);
+const byName = await rpc('ReadFlowByName', { name: 'node-plain' });
+assert.deepEqual(byName.flow, plain.flow);
+summary.read = { byId: byId.flow.id, byName: byName.flow.id };
+
+// ReadFlows through the seeded flow runs. Both Timestamp bounds are
+// inclusive: `after` exactly lateA's start keeps lateA; `before` 100 ms past
+// it keeps lateA too (so nanos reach the server) but not lateB (250 ms past).
+const sinceLateA = await rpc('ReadFlows', {
+  flowRuns: { startTime: { after: timestamp(lateA.startTime) } },
+  sort: 'FLOW_SORT_NAME_DESC',
+});
+assert.deepEqual(names(sinceLateA), [lateB.flowName, lateA.flowName]);
+
+const untilLateA = await rpc('ReadFlows', {
+  flowRuns: { startTime: { before: timestamp(plusMs(lateA.startTime, 100)) } },
+});
+assert.deepEqual(names(untilLateA), [early.flowName, lateA.flowName]);
+
+// OPERATOR_OR with an `any` list: a FAILED run, or one that started no later
+// than early's.
+const failedOrEarly = await rpc('ReadFlows', {
+  flowRuns: {
+    operator: 'OPERATOR_OR',
+    state: { type: { any: anyOf('FAILED') } },
+    startTime: { before: timestamp(early.startTime) },
+  },
+  sort: 'FLOW_SORT_NAME_ASC',
+});
+assert.deepEqual(names(failedOrEarly), [early.flowName, lateB.flowName]);
+
+// ...and on the flow itself: named node-plain, or tagged nightly.
+const plainOrNightly = await rpc('ReadFlows', {
+  flows: {
+    operator: 'OPERATOR_OR',
+    name: { any: anyOf('node-plain') },
+    tags: { all: ['nightly'] },
+  },
+});
+assert.deepEqual(names(plainOrNightly), ['node-etl', 'node-plain']);
+
+// A name filter without `any` (`name: {}`) adds no condition; an empty `any`
+// matches nothing.
+const everyName = names(
+  await rpc('ReadFlows', { flows: { name: {} }, sort: 'FLOW_SORT_NAME_DESC' }),
+);
+const allNames = [early, lateA, lateB].map((run) => run.flowName).concat('node-etl', 'node-plain');
+assert.deepEqual(everyName, allNames.toSorted().reverse());
+const noName = names(await rpc('ReadFlows', { flows: { name: { any: anyOf() } } }));
+assert.deepEqual(noName, []);
+
+// `limit` is proto3 `optional`: 0 is sent (and returns nothing), unlike an
+// unset one.
+const limited = names(await rpc('ReadFlows', { sort: 'FLOW_SORT_NAME_DESC', limit: 2 }));
+assert.deepEqual(limited, everyName.slice(0, 2));
+assert.deepEqual(names(await rpc('ReadFlows', { limit: 0 })), []);
+
+// A ListValue element that is not a string is INVALID_ARGUMENT, naming it.
+const badElement = await expectError(
+  rpc('ReadFlows', {
+    flows: { id: { any: { values: [{ stringValue: etl.flow.id }, { numberValue: 1 }] } } },
+  }),
+  grpc.status.INVALID_ARGUMENT,
+);
+assert.deepEqual(violations(badElement), ['flows.id.any[1]']);
+
+summary.readFlows = {
+  sinceLateA: names(sinceLateA),
+  untilLateA: names(untilLateA),
+  failedOrEarly: names(failedOrEarly),
+  plainOrNightly: names(plainOrNightly),
+  everyNameDesc: everyName,
+  emptyAny: noName,
+  limit2: limited,
+  badElement: violations(badElement),
+};
+
+// CountFlows: int64 as a string; `flowRuns: {}` (present but empty) means
+// "has at least one flow run".
+const total = (await rpc('CountFlows', {})).count;
+const withRuns = (await rpc('CountFlows', { flowRuns: {} })).count;
+assert.equal(total, '5');
+assert.equal(withRuns, '3');
+summary.count = { total, withRuns };
+
+// UpdateFlow: tags replace the old ones whole (duplicates kept). proto3
+// cannot tell `tags: []` from no tags, so an empty list is written only under
+// `updateMask: {paths: ['tags']}`; without it `updated` alone changes.
+const tagged = (await rpc('UpdateFlow', { id: plain.flow.id, tags: ['from-node', 'from-node'] }))
+  .flow;
+assert.deepEqual(tagged.tags, ['from-node', 'from-node']);
+
+const unmasked = (await rpc('UpdateFlow', { id: etl.flow.id, tags: [] })).flow;
+assert.deepEqual(unmasked.tags, ['db', 'nightly']);
+assert.ok(nanosOf(unmasked.updated) > nanosOf(etl.flow.updated), 'updated did not move');
+assert.deepEqual(unmasked.created, etl.flow.created);
+
+const cleared = (
+  await rpc('UpdateFlow', { id: etl.flow.id, tags: [], updateMask: { paths: ['tags'] } })
+).flow;
+assert.deepEqual(cleared.tags, []);
+assert.deepEqual(fromStruct(cleared.labels), fromStruct(etl.flow.labels));
+
+const badMask = await expectError(
+  rpc('UpdateFlow', { id: etl.flow.id, updateMask: { paths: ['name'] } }),
+  grpc.status.INVALID_ARGUMENT,
+);
+assert.deepEqual(violations(badMask), ['update_mask.paths[0]']);
+
+summary.update = {
+  plainTags: tagged.tags,
+  etlTagsWithoutMask: unmasked.tags,
+  etlTagsWithMask: cleared.tags,
+  badMask: violations(badMask),
+};
+
+// DeleteFlow (a seeded flow, with its run), then NOT_FOUND with a
+// ResourceInfo naming it, for reading and for deleting again.
+assert.deepEqual(await rpc('DeleteFlow', { id: early.flowId }), {});
+const gone = await expectError(rpc('ReadFlow', { id: early.flowId }), grpc.status.NOT_FOUND);
+assert.equal(gone.details.ResourceInfo.resourceType, 'flowservice.v1.Flow');
+assert.equal(gone.details.ResourceInfo.resourceName, early.flowId);
+const goneAgain = await expectError(rpc('DeleteFlow', { id: early.flowId }), grpc.status.NOT_FOUND);
+assert.equal((await rpc('CountFlows', {})).count, '4');
+summary.delete = {
+  id: early.flowId,
+  readCode: gone.code,
+  resourceInfo: gone.details.ResourceInfo,
+  reason: gone.details.ErrorInfo.reason,
+  deleteAgainCode: goneAgain.code,
+};
+
+// An id that is not a UUID: INVALID_ARGUMENT naming `id`.
+const invalid = await expectError(
+  rpc('ReadFlow', { id: 'not-a-uuid' }),
+  grpc.status.INVALID_ARGUMENT,
+);
+assert.deepEqual(violations(invalid), ['id']);
+summary.invalidId = { code: invalid.code, fields: violations(invalid) };
+
+client.close();
+process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
