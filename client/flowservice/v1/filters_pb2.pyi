@@ -71,7 +71,9 @@ class Operator(_Operator, metaclass=_OperatorEnumTypeWrapper):
     * `is_null`, `eq` and `exists` apply when present, whether `true` or
       `false`; leave them out to add no condition.
     * `before` and `after` are RFC 3339 timestamps
-      (`"after": "2026-11-27T00:00:00Z"`), both bounds inclusive.
+      (`"after": "2026-11-27T00:00:00Z"`), both bounds inclusive. Digits below
+      the microsecond are dropped, as Prefect drops them, so `after:
+      12:00:00.0000001Z` takes in a run at 12:00:00.
     * `like` is a case-insensitive substring match in which `%` (any run of
       characters) and `_` (any one character) in the value act as wildcards;
       they are not escaped. On SQLite only ASCII letters fold case and `\\` is a

@@ -411,7 +411,8 @@ Global___CountFlowsResponse: _TypeAlias = CountFlowsResponse  # noqa: Y015
 @_typing.final
 class UpdateFlowRequest(_message.Message):
     """Request for UpdateFlow. Example: `{"id": "…", "tags": ["a", "b"]}`; to
-    clear the tags write `{"id": "…", "tags": [], "update_mask": "tags"}`.
+    clear the tags write `{"id": "…", "tags": [], "update_mask": "tags"}`
+    (grpcurl 1.8 needs the mask as an object: `"update_mask": {"paths": ["tags"]}`).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
