@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         "FLOWSERVICE_* environment variable; a flag wins over its variable.",
         epilog="settings read from the environment only (secrets):\n" + "\n".join(environment_only),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # No prefixes: --auth-tokens must not quietly mean --auth-tokens-file.
+        allow_abbrev=False,
     )
     config.add_arguments(serve)
     return parser

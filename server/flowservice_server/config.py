@@ -418,6 +418,6 @@ def _build(tree: type[Any], values: Mapping[tuple[str, ...], Any], prefix: tuple
 
 def settings_from(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Settings from a `serve` argument list alone (for tests and embedding)."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     add_arguments(parser)
     return load_settings(parser.parse_args(list(argv)), environ)

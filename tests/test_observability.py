@@ -1,0 +1,166 @@
+"""Observability (issue 6): Prometheus metrics, access logs, OpenTelemetry spans."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import urllib.request
+import uuid
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from flowservice.client import FlowClient, RpcError
+from flowservice.v1 import flow_service_pb2 as s
+from flowservice.v1 import flow_service_pb2_grpc
+from flowservice_server.app import start_server
+from flowservice_server.config import DatabaseSettings, Settings
+from flowservice_server.observability import JsonFormatter
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from flowservice_server.app import RunningServer
+
+CREATE = "/flowservice.v1.FlowService/CreateFlow"
+READ = "/flowservice.v1.FlowService/ReadFlow"
+
+
+@pytest.fixture
+async def observed(database_url: str) -> AsyncIterator[RunningServer]:
+    settings = Settings(
+        address="127.0.0.1:0",
+        metrics_address="127.0.0.1:0",
+        health_check_interval=0.05,
+        database=DatabaseSettings(url=database_url),
+    )
+    running = await start_server(settings)
+    yield running
+    await running.stop(grace=None)
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
+def _value(metrics: str, name: str, **labels: str) -> float:
+    """The sample of `name` whose labels include `labels` (0 when there is none)."""
+    for line in metrics.splitlines():
+        match = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
+        if all(found.get(key) == value for key, value in labels.items()):
+            return float(match.group(3))
+    return 0.0
+
+
+async def test_metrics_report_the_calls_just_made(observed: RunningServer) -> None:
+    assert observed.metrics_port is not None
+    async with FlowClient(f"127.0.0.1:{observed.port}") as client:
+        for number in range(3):
+            await client.create_flow(f"counted-{number}")
+        with pytest.raises(RpcError):
+            await client.read_flow(str(uuid.uuid4()))
+    await asyncio.sleep(0.2)  # the pool is sampled every health-check interval
+    metrics = await asyncio.to_thread(_scrape, observed.metrics_port)
+    requests = "flowservice_rpc_requests_total"
+    assert _value(metrics, requests, method=CREATE, code="OK") == 3
+    assert _value(metrics, requests, method=READ, code="NOT_FOUND") == 1
+    assert _value(metrics, "flowservice_rpc_duration_seconds_count", method=CREATE, code="OK") == 3
+    assert _value(metrics, "flowservice_rpc_duration_seconds_bucket", method=CREATE, le="+Inf") == 3
+    assert "flowservice_db_pool_connections" in metrics
+    assert _value(metrics, "flowservice_db_pool_connections", state="idle") >= 1
+
+
+async def test_an_access_log_line_per_call(
+    server: RunningServer, client: FlowClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="flowservice.access"):
+        await client.create_flow("logged", labels={"secret-ish": "value"})
+        with pytest.raises(RpcError):
+            await client.read_flow("not-a-uuid")
+        # A failed call's status can reach the client before the server logs it.
+        for _ in range(100):
+            lines = [r for r in caplog.records if r.name == "flowservice.access"]
+            if len(lines) == 2:
+                break
+            await asyncio.sleep(0.01)
+    assert [(r.fields["method"], r.fields["code"]) for r in lines] == [  # type: ignore[attr-defined]
+        (CREATE, "OK"),
+        (READ, "INVALID_ARGUMENT"),
+    ]
+    for record in lines:
+        fields = record.fields  # type: ignore[attr-defined]
+        assert fields["duration_ms"] >= 0
+        assert fields["peer"].startswith("ipv4:127.0.0.1:")
+        assert "logged" not in record.getMessage()  # what was asked is not logged
+
+
+def test_json_log_lines_carry_the_access_fields() -> None:
+    record = logging.LogRecord("flowservice.access", logging.INFO, __file__, 1, "msg", (), None)
+    record.fields = {"method": CREATE, "code": "OK", "duration_ms": 1.5, "peer": "ipv4:x"}
+    line = json.loads(JsonFormatter().format(record))
+    assert line["logger"] == "flowservice.access"
+    assert (line["method"], line["code"], line["duration_ms"]) == (CREATE, "OK", 1.5)
+    assert {"time", "level", "pid", "message"} <= set(line)
+
+
+# --- tracing -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """An SDK exporter that keeps spans in memory (a process has one tracer provider)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+@pytest.fixture
+async def traced(database_url: str, spans: InMemorySpanExporter) -> AsyncIterator[RunningServer]:
+    settings = Settings(
+        address="127.0.0.1:0", tracing="opentelemetry", database=DatabaseSettings(url=database_url)
+    )
+    running = await start_server(settings)
+    spans.clear()
+    yield running
+    await running.stop(grace=None)
+
+
+async def test_each_call_is_a_server_span_continuing_the_callers_trace(
+    traced: RunningServer, spans: InMemorySpanExporter
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    target = f"127.0.0.1:{traced.port}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = flow_service_pb2_grpc.FlowServiceStub(channel)
+        await stub.CreateFlow(
+            s.CreateFlowRequest(name="traced"), metadata=(("traceparent", parent),)
+        )
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.ReadFlow(s.ReadFlowRequest(id=str(uuid.uuid4())))
+    created, missing = spans.get_finished_spans()
+    assert created.name == "flowservice.v1.FlowService/CreateFlow"
+    assert created.kind == SpanKind.SERVER
+    assert format(created.context.trace_id, "032x") == trace_id
+    assert created.attributes is not None
+    assert created.attributes["rpc.system"] == "grpc"
+    assert created.attributes["rpc.method"] == "CreateFlow"
+    assert created.attributes["rpc.grpc.status_code"] == 0
+    assert missing.status.status_code == StatusCode.ERROR
+    assert missing.attributes is not None
+    assert missing.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
