@@ -365,6 +365,10 @@ async def test_deployment_concurrency_limit_is_accepted_and_ignored(
 ) -> None:
     ignored = {"concurrency_limit": {"ge": 1000, "le": 1, "is_null": True}}
     assert await found(client, deployments=ignored) == ["deployed"]
+    # Not even an always-true child: Prefect never reads the field, so it
+    # cannot turn an OPERATOR_OR filter into "every deployment".
+    either = {"operator": "OPERATOR_OR", "concurrency_limit": {"ge": 0}, "name": {"any": []}}
+    assert await found(client, deployments=either) == []
 
 
 async def test_deployment_paused_and_work_queue_name(client: FlowClient, world: World) -> None:

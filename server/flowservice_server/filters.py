@@ -194,8 +194,8 @@ def task_run_flow_run_id(
 _flow_run_start = sa.func.coalesce(flow_run.c.start_time, flow_run.c.expected_start_time)
 _created_by = flow_run.c.created_by
 
-#: field -> rule for each leaf filter message. Messages whose fields are all
-#: sub-filters have an empty table: `_conditions` descends into them.
+#: field -> rule for each filter message. A field without a rule is a
+#: sub-filter: `_conditions` descends into it.
 TABLES: dict[type[Message], Mapping[str, Rule]] = {
     f.FlowFilter: {},
     f.FlowFilterId: {
@@ -292,7 +292,9 @@ TABLES: dict[type[Message], Mapping[str, Rule]] = {
         "after": at_or_after(task_run.c.expected_start_time),
     },
     f.TaskRunFilterSubFlowRuns: {"exists": has_subflow_runs},
-    f.DeploymentFilter: {},
+    # Prefect's DeploymentFilter never reads concurrency_limit: not even an
+    # always-true condition, so it cannot make an OPERATOR_OR filter true.
+    f.DeploymentFilter: {"concurrency_limit": ignored},
     f.DeploymentFilterId: {
         "any": any_in(deployment.c.id, parse_uuid),
         "not_any": not_any_in(deployment.c.id, parse_uuid),
@@ -306,7 +308,6 @@ TABLES: dict[type[Message], Mapping[str, Rule]] = {
         "is_null": tags_is_null(deployment.c.tags),
     },
     f.DeploymentFilterWorkQueueName: {"any": any_in(deployment.c.work_queue_name)},
-    f.DeploymentFilterConcurrencyLimit: {"ge": ignored, "le": ignored, "is_null": ignored},
     f.WorkPoolFilter: {},
     f.WorkPoolFilterId: {"any": any_in(work_pool.c.id, parse_uuid)},
     f.WorkPoolFilterName: {"any": any_in(work_pool.c.name)},
@@ -363,14 +364,15 @@ def _conditions(message: Message, path: str, violations: Violations) -> list[Cla
         if field.name == "operator":
             continue
         field_path = f"{path}.{field.name}"
-        if type(value) in TABLES or type(value) in SPECIAL:
-            child = _conditions(value, field_path, violations)
-            if child or not drops_empty:
-                clauses.append(combine(_operator(value, field_path, violations), child))
+        rule = rules.get(field.name)
+        if rule is not None:  # a leaf, or a sub-filter Prefect looks past
+            clause = rule(value, field_path, violations)
+            if clause is not None:
+                clauses.append(clause)
             continue
-        clause = rules[field.name](value, field_path, violations)
-        if clause is not None:
-            clauses.append(clause)
+        child = _conditions(value, field_path, violations)
+        if child or not drops_empty:
+            clauses.append(combine(_operator(value, field_path, violations), child))
     return clauses
 
 
@@ -411,6 +413,13 @@ def _deployment_flow_ids(request: FilterRequest, violations: Violations) -> sa.S
 
 def _flow_run_flow_ids(request: FilterRequest, violations: Violations) -> sa.Select[Any]:
     """Flows with a run that meets `flow_runs` and has a task run meeting `task_runs`."""
+    source, conditions = _run_conditions(request, violations)
+    return sa.select(flow_run.c.flow_id).select_from(source).where(*conditions)
+
+
+def _run_conditions(
+    request: FilterRequest, violations: Violations
+) -> tuple[sa.FromClause, list[Clause]]:
     source: sa.FromClause = flow_run
     conditions: list[Clause] = []
     if request.HasField("flow_runs"):
@@ -418,4 +427,27 @@ def _flow_run_flow_ids(request: FilterRequest, violations: Violations) -> sa.Sel
     if request.HasField("task_runs"):
         source = flow_run.join(task_run, task_run.c.flow_run_id == flow_run.c.id)
         conditions.append(compile_filter(request.task_runs, "task_runs", violations))
-    return sa.select(flow_run.c.flow_id).select_from(source).where(*conditions)
+    return source, conditions
+
+
+def count_for(request: FilterRequest, violations: Violations) -> sa.Select[Any]:
+    """The CountFlows query: the same flows as `where_for`, counted.
+
+    When only run conditions are given, the matching flows are counted from
+    the runs themselves: count(DISTINCT flow_run.flow_id) equals the number
+    of flows with such a run, because flow_run.flow_id is a NOT NULL foreign
+    key to flow. It reads one index range instead of building the set of
+    flow ids and probing the flow table with it (spec performance notes).
+    """
+    about_flows = (
+        request.HasField("flows")
+        or request.HasField("deployments")
+        or request.HasField("work_pools")
+    )
+    runs_only = not about_flows and (request.HasField("flow_runs") or request.HasField("task_runs"))
+    if runs_only:
+        source, conditions = _run_conditions(request, violations)
+        distinct_flows = sa.func.count(sa.distinct(flow_run.c.flow_id))
+        return sa.select(distinct_flows).select_from(source).where(*conditions)
+    where = where_for(request, violations)
+    return sa.select(sa.func.count()).select_from(flow).where(*where)

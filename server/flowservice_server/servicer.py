@@ -14,7 +14,7 @@ import grpc.aio
 from flowservice.v1 import flow_service_pb2 as s
 from flowservice.v1 import flow_service_pb2_grpc
 from flowservice_server import validate
-from flowservice_server.convert import flow_message
+from flowservice_server.convert import fill_flow, fill_flows
 from flowservice_server.errors import NotFoundError
 from flowservice_server.models import flows
 
@@ -35,7 +35,9 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         new = validate.create_flow(request)
         work = partial(flows.create_flow, name=new.name, tags=new.tags, labels=new.labels)
         row, created = await self._database.write(work, context.time_remaining())
-        return s.CreateFlowResponse(flow=flow_message(row), created=created)
+        response = s.CreateFlowResponse(created=created)
+        fill_flow(response.flow, row)
+        return response
 
     async def ReadFlow(self, request: s.ReadFlowRequest, context: Context) -> s.ReadFlowResponse:
         flow_id = validate.flow_id(request.id)
@@ -43,7 +45,9 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         row = await self._database.read(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
-        return s.ReadFlowResponse(flow=flow_message(row))
+        response = s.ReadFlowResponse()
+        fill_flow(response.flow, row)
+        return response
 
     async def ReadFlowByName(
         self, request: s.ReadFlowByNameRequest, context: Context
@@ -53,7 +57,9 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         row = await self._database.read(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "name", name)
-        return s.ReadFlowByNameResponse(flow=flow_message(row))
+        response = s.ReadFlowByNameResponse()
+        fill_flow(response.flow, row)
+        return response
 
     async def ReadFlows(self, request: s.ReadFlowsRequest, context: Context) -> s.ReadFlowsResponse:
         query = validate.read_flows(request)
@@ -65,12 +71,14 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
             limit=query.limit,
         )
         rows = await self._database.read(work, context.time_remaining())
-        return s.ReadFlowsResponse(flows=[flow_message(row) for row in rows])
+        response = s.ReadFlowsResponse()
+        fill_flows(response.flows, rows)
+        return response
 
     async def CountFlows(
         self, request: s.CountFlowsRequest, context: Context
     ) -> s.CountFlowsResponse:
-        work = partial(flows.count_flows, where=validate.count_flows(request))
+        work = partial(flows.count_flows, query=validate.count_flows(request))
         count = await self._database.read(work, context.time_remaining())
         return s.CountFlowsResponse(count=count)
 
@@ -82,7 +90,9 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         row = await self._database.write(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(update.flow_id))
-        return s.UpdateFlowResponse(flow=flow_message(row))
+        response = s.UpdateFlowResponse()
+        fill_flow(response.flow, row)
+        return response
 
     async def DeleteFlow(
         self, request: s.DeleteFlowRequest, context: Context

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowservice.v1 import flow_service_pb2 as s
 from flowservice_server.errors import Violations
-from flowservice_server.filters import Clause, where_for
+from flowservice_server.filters import Clause, count_for, where_for
 from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
 from flowservice_server.sorting import ORDER_BY
 
@@ -99,11 +99,11 @@ def read_flows(request: s.ReadFlowsRequest) -> FlowQuery:
     return FlowQuery(where=where, order_by=order_by, offset=request.offset, limit=limit)
 
 
-def count_flows(request: s.CountFlowsRequest) -> list[Clause]:
+def count_flows(request: s.CountFlowsRequest) -> sa.Select[Any]:
     violations = Violations()
-    where = where_for(request, violations)
+    query = count_for(request, violations)
     violations.raise_if_any()
-    return where
+    return query
 
 
 def update_flow(request: s.UpdateFlowRequest) -> TagsUpdate:

@@ -746,6 +746,12 @@ DEPLOYMENT_QUERIES = [
         deployments(concurrency_limit={"ge_": 100, "le_": 1, "is_null_": True}),
         DEPLOYED,
     ),
+    # Prefect never reads concurrency_limit, so it is not even a true child.
+    q(
+        "deployments-concurrency-limit-is-no-child-of-or",
+        deployments(operator=OR, concurrency_limit={"ge_": 0}, name={"any_": []}),
+        [],
+    ),
     q(
         "deployments-or-empty-child",
         deployments(operator=OR, name={"any_": ["d-beta"]}, tags={}),

@@ -163,7 +163,13 @@ def engine_arguments(
         # lock up front instead of failing to upgrade a read lock later, and
         # plain reads run without a transaction. A local file needs no
         # pre-ping: it would only add a round trip to every call.
-        return {"connect_args": {"isolation_level": "IMMEDIATE"}, "pool_pre_ping": False}
+        # Nor a reset on return: a read never opens a transaction here, and a
+        # write's unit of work ends its own (a needless thread hop per call).
+        return {
+            "connect_args": {"isolation_level": "IMMEDIATE"},
+            "pool_pre_ping": False,
+            "pool_reset_on_return": None,
+        }
     return {"connect_args": {"timeout": connect_timeout}, "pool_pre_ping": pre_ping}
 
 

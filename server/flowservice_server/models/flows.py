@@ -24,7 +24,18 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 FlowRow = sa.Row[Any]
-_COLUMNS = tuple(flow.c)
+#: The columns a response needs, as the driver returns them: id, created and
+#: updated skip their column types' conversions (text -> UUID/datetime ->
+#: text/Timestamp on every row); `convert` turns the stored values into
+#: message fields directly. Tags and labels keep their JSON decoding.
+_COLUMNS = (
+    sa.type_coerce(flow.c.id, sa.String()).label("id"),
+    sa.type_coerce(flow.c.created, sa.String()).label("created"),
+    sa.type_coerce(flow.c.updated, sa.String()).label("updated"),
+    flow.c.name,
+    flow.c.tags,
+    flow.c.labels,
+)
 
 _BY_ID = sa.select(*_COLUMNS).where(flow.c.id == sa.bindparam("flow_id"))
 _BY_NAME = sa.select(*_COLUMNS).where(flow.c.name == sa.bindparam("name"))
@@ -82,10 +93,8 @@ async def read_flows(
     return (await connection.execute(query)).all()
 
 
-async def count_flows(
-    connection: AsyncConnection, *, where: Sequence[sa.ColumnElement[bool]]
-) -> int:
-    query = sa.select(sa.func.count()).select_from(flow).where(*where)
+async def count_flows(connection: AsyncConnection, *, query: sa.Select[Any]) -> int:
+    """Run a count built by `filters.count_for` (one row, one number)."""
     return int((await connection.execute(query)).scalar_one())
 
 
