@@ -10,12 +10,10 @@ fails if they skipped.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -28,10 +26,11 @@ from flowservice_server.app import RunningServer, start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.engine import Database, create_engine
 from tests.factories import Seeder
+from tests.helpers import run_sync
 from tests.postgres import admin
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Coroutine, Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 POSTGRES_URL_VARIABLE = "FLOWSERVICE_TEST_POSTGRES_URL"
@@ -46,12 +45,6 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 T = TypeVar("T")
-
-
-def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous fixture code (own loop, own thread)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def migrate(url: str) -> None:

@@ -1,20 +1,24 @@
-"""Small assertions shared by the test modules."""
+"""Small assertions and helpers shared by the test modules."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from flowservice.client import RpcError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Coroutine
 
     import grpc
 
     from flowservice.v1 import flow_pb2
+
+T = TypeVar("T")
 
 
 async def expect_error(call: Awaitable[Any], code: grpc.StatusCode, *fields: str) -> RpcError:
@@ -29,6 +33,12 @@ async def expect_error(call: Awaitable[Any], code: grpc.StatusCode, *fields: str
         assert [v.field for v in error.field_violations] == list(fields), str(error)
         assert all(v.description for v in error.field_violations)
     return error
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous fixture code (own loop, own thread)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def when(timestamp: Any) -> datetime:

@@ -19,6 +19,28 @@ Continuation = Callable[
 AsyncBehavior = Callable[[Req, "grpc.aio.ServicerContext[Req, Resp]"], Awaitable[Resp]]
 
 
+def unary_behavior(
+    handler: grpc.RpcMethodHandler[Req, Resp] | None,
+) -> AsyncBehavior[Req, Resp] | None:
+    """A handler's unary-unary behaviour (a coroutine function on an aio server), if any."""
+    if handler is None or handler.unary_unary is None:
+        return None
+    return cast("AsyncBehavior[Req, Resp]", handler.unary_unary)  # the stub says sync
+
+
+def with_behavior(
+    handler: grpc.RpcMethodHandler[Req, Resp],
+    behavior: AsyncBehavior[Req, Resp],
+    request_deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler[Req, Resp]:
+    """The same unary-unary handler with another behaviour (and deserializer)."""
+    return grpc.unary_unary_rpc_method_handler(
+        behavior,
+        request_deserializer=request_deserializer or handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 @dataclass(frozen=True)
 class _Undecodable:
     """Stands in for a request whose bytes did not parse, so the call can fail properly."""
@@ -54,10 +76,9 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        behavior = unary_behavior(handler)
+        if handler is None or behavior is None:
             return handler
-        # On an aio server the behaviour is a coroutine function (the stub says sync).
-        behavior = cast("AsyncBehavior[Req, Resp]", handler.unary_unary)
         method = handler_call_details.method
 
         async def guarded(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
@@ -73,8 +94,4 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort_with_status(status_for(error))
                 raise  # not reached: abort_with_status raises AbortError
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=_tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        return with_behavior(handler, guarded, _tolerant(handler.request_deserializer))

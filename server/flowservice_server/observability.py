@@ -28,12 +28,14 @@ import grpc.aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from flowservice_server.interceptors import unary_behavior, with_behavior
+
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from sqlalchemy.pool import Pool
 
-    from flowservice_server.interceptors import AsyncBehavior, Continuation, Req, Resp
+    from flowservice_server.interceptors import Continuation, Req, Resp
 
 access_log = logging.getLogger("flowservice.access")
 
@@ -191,9 +193,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        behavior = unary_behavior(handler)
+        if handler is None or behavior is None:
             return handler
-        behavior = cast("AsyncBehavior[Req, Resp]", handler.unary_unary)
         method = handler_call_details.method
 
         async def observed(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
@@ -217,11 +219,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                         tracing.finish(span, code)
                     self._report(method, code, time.perf_counter() - started, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            observed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_behavior(handler, observed)
 
     def _report(
         self,

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 from flowservice.client import FlowClient
 from flowservice_server.app import start_server
 from flowservice_server.config import DatabaseSettings, Settings
+from tests.helpers import run_sync
 from tests.postgres import admin
 from tests.prefect.compare import FlowView, describe_difference, from_flowservice, from_prefect
 from tests.prefect.prefect_process import (
@@ -38,18 +38,12 @@ from tests.prefect.seed import Seed, seed
 from tests.prefect.translate import count_body, translate_filters, translate_read
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Coroutine, Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 PREFECT_VARIABLE = "FLOWSERVICE_TEST_PREFECT"
 POSTGRES_URL_VARIABLE = "FLOWSERVICE_TEST_POSTGRES_URL"
 HERE = Path(__file__).parent
 T = TypeVar("T")
-
-
-def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from synchronous fixture code, on its own loop in its own thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
