@@ -19,26 +19,74 @@ Continuation = Callable[
 AsyncBehavior = Callable[[Req, "grpc.aio.ServicerContext[Req, Resp]"], Awaitable[Resp]]
 
 
-def unary_behavior(
-    handler: grpc.RpcMethodHandler[Req, Resp] | None,
-) -> AsyncBehavior[Req, Resp] | None:
-    """A handler's unary-unary behaviour (a coroutine function on an aio server), if any."""
-    if handler is None or handler.unary_unary is None:
-        return None
-    return cast("AsyncBehavior[Req, Resp]", handler.unary_unary)  # the stub says sync
+class HandlerCache:
+    """Handlers derived from other handlers, made once per handler instead of once per call.
+
+    grpc.aio asks every interceptor for a handler on every call, yet a method's
+    handler never changes; deriving a new one each time (closures, handler
+    tuples) is work repeated for nothing on the hot path.
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit
+        # Keyed by identity; the value keeps the key's handler alive, so an id
+        # is never reused while its entry stands.
+        self._derived: dict[int, tuple[Any, Any]] = {}
+
+    def get(
+        self,
+        handler: grpc.RpcMethodHandler[Req, Resp],
+        derive: Callable[[grpc.RpcMethodHandler[Req, Resp]], grpc.RpcMethodHandler[Req, Resp]],
+    ) -> grpc.RpcMethodHandler[Req, Resp]:
+        entry = self._derived.get(id(handler))
+        if entry is not None:
+            derived: grpc.RpcMethodHandler[Req, Resp] = entry[1]
+            return derived
+        derived = derive(handler)
+        if len(self._derived) >= self._limit:  # only if some handler is made per call
+            self._derived.clear()
+        self._derived[id(handler)] = (handler, derived)
+        return derived
 
 
-def with_behavior(
-    handler: grpc.RpcMethodHandler[Req, Resp],
-    behavior: AsyncBehavior[Req, Resp],
-    request_deserializer: Callable[[bytes], Any] | None = None,
-) -> grpc.RpcMethodHandler[Req, Resp]:
-    """The same unary-unary handler with another behaviour (and deserializer)."""
-    return grpc.unary_unary_rpc_method_handler(
-        behavior,
-        request_deserializer=request_deserializer or handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+class UnaryInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps the behaviour of every unary-unary method, once per method.
+
+    Subclasses say how in `wrap`; other kinds of method pass through as they are.
+    """
+
+    def __init__(self) -> None:
+        self._cache = HandlerCache()
+
+    async def intercept_service(
+        self,
+        continuation: Continuation[Req, Resp],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        return self._cache.get(handler, lambda inner: self._wrapped(inner, method))
+
+    def _wrapped(
+        self, handler: grpc.RpcMethodHandler[Req, Resp], method: str
+    ) -> grpc.RpcMethodHandler[Req, Resp]:
+        behavior = cast("AsyncBehavior[Req, Resp]", handler.unary_unary)  # the stub says sync
+        return grpc.unary_unary_rpc_method_handler(
+            self.wrap(method, behavior),
+            request_deserializer=self.request_deserializer(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    def wrap(self, method: str, behavior: AsyncBehavior[Req, Resp]) -> AsyncBehavior[Req, Resp]:
+        raise NotImplementedError
+
+    def request_deserializer(
+        self, deserializer: Callable[[bytes], Any] | None
+    ) -> Callable[[bytes], Any] | None:
+        """The deserializer the wrapped handler uses: the same, unless overridden."""
+        return deserializer
 
 
 @dataclass(frozen=True)
@@ -61,7 +109,7 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return deserialize
 
 
-class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
+class ErrorStatusInterceptor(UnaryInterceptor):
     """Ends every failed unary call with the status `errors.status_for` picks.
 
     Servicer methods simply raise; nothing else calls `context.abort`. An abort
@@ -70,17 +118,7 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
     would report UNKNOWN).
     """
 
-    async def intercept_service(
-        self,
-        continuation: Continuation[Req, Resp],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
-        handler = await continuation(handler_call_details)
-        behavior = unary_behavior(handler)
-        if handler is None or behavior is None:
-            return handler
-        method = handler_call_details.method
-
+    def wrap(self, method: str, behavior: AsyncBehavior[Req, Resp]) -> AsyncBehavior[Req, Resp]:
         async def guarded(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
             try:
                 if isinstance(request, _Undecodable):
@@ -94,4 +132,9 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort_with_status(status_for(error))
                 raise  # not reached: abort_with_status raises AbortError
 
-        return with_behavior(handler, guarded, _tolerant(handler.request_deserializer))
+        return guarded
+
+    def request_deserializer(
+        self, deserializer: Callable[[bytes], Any] | None
+    ) -> Callable[[bytes], Any] | None:
+        return _tolerant(deserializer)

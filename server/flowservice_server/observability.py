@@ -28,14 +28,14 @@ import grpc.aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from flowservice_server.interceptors import unary_behavior, with_behavior
+from flowservice_server.interceptors import UnaryInterceptor
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from sqlalchemy.pool import Pool
 
-    from flowservice_server.interceptors import Continuation, Req, Resp
+    from flowservice_server.interceptors import AsyncBehavior, Req, Resp
 
 access_log = logging.getLogger("flowservice.access")
 
@@ -177,27 +177,18 @@ def _final_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+class ObservabilityInterceptor(UnaryInterceptor):
     """Times every unary call and reports it to the access log, metrics and tracing."""
 
     def __init__(
         self, *, access_log_enabled: bool, metrics: Metrics | None, tracing: Tracing | None
     ) -> None:
+        super().__init__()
         self._log = access_log_enabled
         self._metrics = metrics
         self._tracing = tracing
 
-    async def intercept_service(
-        self,
-        continuation: Continuation[Req, Resp],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
-        handler = await continuation(handler_call_details)
-        behavior = unary_behavior(handler)
-        if handler is None or behavior is None:
-            return handler
-        method = handler_call_details.method
-
+    def wrap(self, method: str, behavior: AsyncBehavior[Req, Resp]) -> AsyncBehavior[Req, Resp]:
         async def observed(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -219,7 +210,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                         tracing.finish(span, code)
                     self._report(method, code, time.perf_counter() - started, context)
 
-        return with_behavior(handler, observed)
+        return observed
 
     def _report(
         self,

@@ -19,6 +19,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from flowservice_server.errors import DOMAIN
+from flowservice_server.interceptors import HandlerCache
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -56,6 +57,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: Iterable[str], *, open_health_and_reflection: bool) -> None:
         self._tokens = tuple(token.encode() for token in tokens)
         self._open = OPEN_SERVICES if open_health_and_reflection else ()
+        self._refusing = HandlerCache()
 
     def accepts(self, metadata: Any) -> bool:
         presented = b""
@@ -76,12 +78,14 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         method = handler_call_details.method
-        if method.startswith(self._open) or self.accepts(handler_call_details.invocation_metadata):
-            return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        return _refusing(handler, method)
+        if (
+            handler is None
+            or method.startswith(self._open)
+            or self.accepts(handler_call_details.invocation_metadata)
+        ):
+            return handler
+        return self._refusing.get(handler, lambda inner: _refusing(inner, method))
 
 
 def _refusing(
