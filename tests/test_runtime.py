@@ -8,6 +8,7 @@ import re
 import signal
 import sqlite3
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -25,7 +26,6 @@ from tests.processes import start
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from flowservice_server.app import RunningServer
 
@@ -261,3 +261,32 @@ async def test_workers_share_the_port_and_all_serve(tmp_path: Path) -> None:
     pids = {match.group(1) for line in access if (match := re.search(r"\[(\d+)\]", line))}
     assert len(access) == 24
     assert len(pids) == 2, "both workers should have served calls"
+
+
+async def test_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """No orphan keeps the port (or the database) after a SIGKILL of the supervisor."""
+    process = await start(
+        ["--address", "127.0.0.1:0", "--workers", "2"],
+        tmp_path,
+        {"FLOWSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"},
+    )
+    children = _children(process.process.pid)
+    assert len(children) >= 2  # the workers (and multiprocessing's resource tracker)
+    await process.stop(signal.SIGKILL)  # returns once every holder of its stderr is gone
+    deadline = time.monotonic() + 15
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _running(pid)}
+        await asyncio.sleep(0.1)
+    assert not alive, f"processes {sorted(alive)} outlived their supervisor"
+
+
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie has exited, only unreaped
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
