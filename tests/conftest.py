@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from flowservice.client import FlowClient
 from flowservice_server.app import RunningServer, start_server
 from flowservice_server.config import DatabaseSettings, Settings
-from flowservice_server.db.engine import Database, create_engine
+from flowservice_server.db.engine import open_database
 from tests.factories import Seeder
-from tests.helpers import run_sync
+from tests.helpers import direct_engine, run_sync
 from tests.postgres import admin
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ T = TypeVar("T")
 
 
 async def migrate(url: str) -> None:
-    database = await Database.open(DatabaseSettings(url=url), migrate=True)
+    database = await open_database(DatabaseSettings(url=url), migrate=True)
     await database.close()
 
 
@@ -138,6 +138,6 @@ async def client(server: RunningServer) -> AsyncIterator[FlowClient]:
 @pytest.fixture
 async def seed(database_url: str) -> AsyncIterator[Seeder]:
     """Writes rows directly, through its own engine on the server's database."""
-    engine = create_engine(DatabaseSettings(url=database_url))
+    engine = direct_engine(database_url)
     yield Seeder(engine)
     await engine.dispose()

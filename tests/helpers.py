@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from flowservice.client import RpcError
+from flowservice_server.db.dialect import prepare_sqlite
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Coroutine
@@ -49,3 +52,11 @@ def when(timestamp: Any) -> datetime:
 
 def names(flows: list[flow_pb2.Flow]) -> list[str]:
     return [flow.name for flow in flows]
+
+
+def direct_engine(url: str) -> AsyncEngine:
+    """The tests' own engine on the server's database, with the server's SQLite pragmas."""
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine.sync_engine, "connect", prepare_sqlite(busy_timeout=10))
+    return engine

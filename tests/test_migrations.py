@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from flowservice_server.config import DatabaseSettings
-from flowservice_server.db.engine import Database, create_engine
+from flowservice_server.db.engine import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, alembic_config
 
 HEAD = "0003"
@@ -29,7 +30,7 @@ def _tables(path: Path) -> set[str]:
 
 async def test_migrating_an_empty_file_creates_the_six_tables(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
-    database = await Database.open(
+    database = await open_database(
         DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"), migrate=True
     )
     await database.close()
@@ -50,7 +51,7 @@ async def test_migrating_an_empty_file_creates_the_six_tables(tmp_path: Path) ->
 async def test_servers_starting_together_migrate_once(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
     databases = await asyncio.gather(
-        *(Database.open(DatabaseSettings(url=url), migrate=True) for _ in range(4))
+        *(open_database(DatabaseSettings(url=url), migrate=True) for _ in range(4))
     )
     for database in databases:
         await database.close()
@@ -60,7 +61,7 @@ async def test_servers_starting_together_migrate_once(tmp_path: Path) -> None:
 async def test_a_second_start_finds_nothing_to_do(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'twice.db'}"
     for _ in range(2):
-        database = await Database.open(DatabaseSettings(url=url), migrate=True)
+        database = await open_database(DatabaseSettings(url=url), migrate=True)
         await database.close()
 
 
@@ -79,12 +80,12 @@ async def test_a_foreign_schema_is_refused_untouched(
         connection.execute(existing)
     before = _tables(path)
     with pytest.raises(ForeignSchemaError, match=message):
-        await Database.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"), migrate=True)
+        await open_database(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"), migrate=True)
     assert _tables(path) == before
 
 
 async def test_downgrade_and_upgrade_round_trip(database_url: str) -> None:
-    engine = create_engine(DatabaseSettings(url=database_url))
+    engine = create_async_engine(database_url)
 
     def cycle(connection: sa.Connection) -> None:
         command.downgrade(alembic_config(connection), "base")

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from flowservice.client import FlowClient, RpcError
 from flowservice_server.app import RunningServer, start_server
 from flowservice_server.config import DatabaseSettings, Settings
-from flowservice_server.db.engine import Database
+from flowservice_server.db.engine import open_database
 from tests.helpers import expect_error
 from tests.postgres import admin
 from tests.processes import start
@@ -219,7 +219,7 @@ async def test_postgresql_two_server_processes_create_each_name_once(
 
 async def test_postgresql_servers_starting_together_migrate_once(scratch_postgres: str) -> None:
     settings = DatabaseSettings(url=scratch_postgres)
-    databases = await asyncio.gather(*(Database.open(settings, migrate=True) for _ in range(4)))
+    databases = await asyncio.gather(*(open_database(settings, migrate=True) for _ in range(4)))
     try:
         version = await databases[0].read(
             lambda connection: connection.scalar(

@@ -17,10 +17,9 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from flowservice.v1 import flow_service_pb2 as s
 from flowservice_server import filters
-from flowservice_server.config import DatabaseSettings
-from flowservice_server.db.engine import create_engine
 from flowservice_server.db.tables import flow
 from flowservice_server.errors import Violations
+from tests.helpers import direct_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.compiler import SQLCompiler
@@ -109,7 +108,7 @@ async def plan_for(database_url: str, request_json: dict[str, Any]) -> str:
         .order_by(flow.c.name)
         .limit(200)
     )
-    engine = create_engine(DatabaseSettings(url=database_url))
+    engine = direct_engine(database_url)
     try:
         async with engine.connect() as connection:
             if connection.dialect.name == "postgresql":

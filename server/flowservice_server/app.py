@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import observability, reflection, security
-from flowservice_server.db.engine import Database
+from flowservice_server.db.engine import Database, open_database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
 from flowservice_server.interceptors import ErrorStatusInterceptor
 from flowservice_server.servicer import FlowServiceServicer
@@ -129,7 +129,7 @@ def interceptors(settings: Settings, metrics: observability.Metrics | None) -> l
 
 async def start_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
     """Open the database, then serve on `settings.address`; raises StartupError if it cannot."""
-    database = await Database.open(settings.database, migrate=settings.database.mode == "managed")
+    database = await open_database(settings.database, migrate=settings.database.mode == "managed")
     metrics_server: WSGIServer | None = None
     try:
         metrics = observability.Metrics() if settings.metrics_address else None
@@ -198,7 +198,7 @@ async def watch_database(
     while True:
         await asyncio.sleep(interval)
         if metrics is not None:
-            metrics.sample_pool(database.engine.pool)
+            metrics.sample_pool(database.pool)
         try:
             await asyncio.wait_for(database.ping(), timeout=max(interval, 1.0))
             reachable = True

@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
-    import sqlalchemy as sa
     from google.protobuf import timestamp_pb2
 
     from flowservice.v1 import flow_pb2
@@ -24,20 +23,22 @@ _EPOCH = datetime(1970, 1, 1)  # SQLite's stored times are naive UTC
 _EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
 
 
-def fill_flow(message: flow_pb2.Flow, row: sa.Row[Any]) -> None:
+def fill_flow(message: flow_pb2.Flow, row: Sequence[Any]) -> None:
     """Write a row into a Flow message in place (a response's own field: no copies)."""
-    message.id = str(row.id)
-    message.name = row.name
-    message.tags.extend(row.tags)
-    set_timestamp(message.created, row.created)
-    set_timestamp(message.updated, row.updated)
-    if row.labels is not None:
+    # Unpacked by position: a Row's attributes by name cost more than the rest.
+    flow_id, created, updated, name, tags, labels = row
+    message.id = str(flow_id)
+    message.name = name
+    message.tags.extend(tags)
+    set_timestamp(message.created, created)
+    set_timestamp(message.updated, updated)
+    if labels is not None:
         message.labels.SetInParent()  # present even when empty: {} is not "no labels"
-        if row.labels:
-            message.labels.update(row.labels)
+        if labels:
+            message.labels.update(labels)
 
 
-def fill_flows(messages: Any, rows: Iterable[sa.Row[Any]]) -> None:
+def fill_flows(messages: Any, rows: Iterable[Sequence[Any]]) -> None:
     """Append a Flow per row to a repeated field, built in place."""
     add = messages.add
     for row in rows:

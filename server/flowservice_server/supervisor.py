@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from flowservice_server import app, observability
-from flowservice_server.db.engine import Database
+from flowservice_server.db.engine import open_database
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -84,7 +84,7 @@ def run(settings: Settings) -> int:
 
 async def _prepare_database(settings: Settings) -> None:
     """Migrate (or check Prefect's schema) once, before any worker starts."""
-    database = await Database.open(settings.database, migrate=settings.database.mode == "managed")
+    database = await open_database(settings.database, migrate=settings.database.mode == "managed")
     await database.close()
 
 

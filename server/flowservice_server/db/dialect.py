@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -21,7 +21,6 @@ from sqlalchemy.sql.functions import FunctionElement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
-    from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql.compiler import SQLCompiler
     from sqlalchemy.sql.dml import Insert
     from sqlalchemy.types import TypeEngine
@@ -35,16 +34,6 @@ def insert_ignoring_conflict(
     """INSERT … ON CONFLICT (columns) DO NOTHING, in the dialect's own construct."""
     build = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     return build(table).on_conflict_do_nothing(index_elements=conflict_columns)
-
-
-def finishes_work_on_cancel(dialect: Dialect) -> bool:
-    """SQLite's driver runs statements in a thread that a cancelled call cannot stop."""
-    return dialect.name == "sqlite"
-
-
-def serializes_writes(dialect: Dialect) -> bool:
-    """SQLite has one writer at a time: queue writers in-process instead of spinning on busy."""
-    return dialect.name == "sqlite"
 
 
 # --- JSON tag operators ------------------------------------------------------
@@ -153,33 +142,26 @@ def _pg_tags_are_empty(element: tags_are_empty, compiler: SQLCompiler, **kw: Any
 # --- connections ---------------------------------------------------------------
 
 
-def engine_arguments(
-    dialect_name: str, *, connect_timeout: float, pre_ping: bool
-) -> dict[str, Any]:
-    """Extra `create_async_engine` arguments for the dialect."""
-    if dialect_name == "sqlite":
-        # pysqlite then opens a transaction with BEGIN IMMEDIATE right before
-        # the first INSERT/UPDATE/DELETE, so a write takes the database's write
-        # lock up front instead of failing to upgrade a read lock later, and
-        # plain reads run without a transaction. A local file needs no
-        # pre-ping: it would only add a round trip to every call.
-        # Nor a reset on return: a read never opens a transaction here, and a
-        # write's unit of work ends its own (a needless thread hop per call).
-        return {
-            "connect_args": {"isolation_level": "IMMEDIATE"},
-            "pool_pre_ping": False,
-            "pool_reset_on_return": None,
-        }
-    return {"connect_args": {"timeout": connect_timeout}, "pool_pre_ping": pre_ping}
+def sqlite_engine_arguments() -> dict[str, Any]:
+    """Extra `create_engine` arguments for SQLite (Python's sqlite3 driver)."""
+    # pysqlite then opens a transaction with BEGIN IMMEDIATE right before the
+    # first INSERT/UPDATE/DELETE, so a write takes the database's write lock
+    # up front instead of failing to upgrade a read lock later, and plain
+    # reads run without a transaction. A local file needs no pre-ping: it
+    # would only add a round trip to every call. Nor a reset on return: a read
+    # never opens a transaction here, and a write's unit of work ends its own.
+    return {
+        "connect_args": {"isolation_level": "IMMEDIATE"},
+        "pool_pre_ping": False,
+        "pool_reset_on_return": None,
+    }
 
 
-def on_connect(dialect_name: str, *, busy_timeout: float) -> Callable[[Any, Any], None] | None:
-    """A hook that prepares each new DBAPI connection, if the dialect needs one."""
-    if dialect_name != "sqlite":
-        return None
+def prepare_sqlite(*, busy_timeout: float) -> Callable[[Any, Any], None]:
+    """The hook that prepares each new SQLite connection."""
     busy_timeout_ms = round(busy_timeout * 1000)
 
-    def prepare_sqlite(dbapi_connection: Any, record: Any) -> None:
+    def prepare(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
         # WAL: readers never block the writer nor the writer them.
         cursor.execute("PRAGMA journal_mode = WAL")
@@ -195,33 +177,32 @@ def on_connect(dialect_name: str, *, busy_timeout: float) -> Callable[[Any, Any]
         cursor.execute("PRAGMA cache_size = 20000")
         cursor.close()
 
-    return prepare_sqlite
+    return prepare
 
 
 #: SQLite waits for another process's write lock this long per attempt.
 SQLITE_BUSY_SLICE_MS = 50
 
 
-async def bound_by_deadline(
-    connection: AsyncConnection, seconds: float | None, *, write: bool
-) -> None:
-    """Make the database itself give up when the call's deadline passes.
+def wait_for_other_writers(connection: sa.Connection, seconds: float | None) -> None:
+    """SQLite: a write waits for another process's lock for one short slice at most.
 
-    PostgreSQL: a statement timeout for this transaction (it also bounds lock
-    waits). SQLite: a write waits for another process's lock for one short
-    slice (the unit of work retries, see `db.engine`); reads never wait.
+    The unit of work retries (see `db.sqlite_engine`) until the busy timeout
+    or the deadline; reads never wait.
     """
-    if connection.dialect.name == "postgresql":
-        if seconds is not None:
-            milliseconds = max(1, int(seconds * 1000))
-            await connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
-    elif write:
-        slice_ms = SQLITE_BUSY_SLICE_MS
-        if seconds is not None:
-            slice_ms = max(1, min(slice_ms, int(seconds * 1000)))
-        if connection.info.get(_CURRENT_BUSY) != slice_ms:
-            await connection.exec_driver_sql(f"PRAGMA busy_timeout = {slice_ms}")
-            connection.info[_CURRENT_BUSY] = slice_ms
+    slice_ms = SQLITE_BUSY_SLICE_MS
+    if seconds is not None:
+        slice_ms = max(1, min(slice_ms, int(seconds * 1000)))
+    if connection.info.get(_CURRENT_BUSY) != slice_ms:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {slice_ms}")
+        connection.info[_CURRENT_BUSY] = slice_ms
+
+
+def statement_timeout(connection: sa.Connection, seconds: float | None) -> None:
+    """PostgreSQL: the transaction's statements (and lock waits) end at the call's deadline."""
+    if seconds is not None:
+        milliseconds = max(1, int(seconds * 1000))
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
 
 
 def is_busy(error: BaseException) -> bool:
@@ -230,21 +211,6 @@ def is_busy(error: BaseException) -> bool:
     return isinstance(original, sqlite3.OperationalError) and str(original).startswith(
         _SQLITE_BUSY[:2]
     )
-
-
-async def interrupter(connection: AsyncConnection) -> Callable[[], Awaitable[None]] | None:
-    """What stops the connection's running statement when its call is cancelled.
-
-    Taken before the work starts: once SQLAlchemy has seen a cancellation it
-    invalidates the connection and no longer hands out the driver's. asyncpg
-    cancels its query on task cancellation by itself, so PostgreSQL needs none.
-    """
-    if connection.dialect.name != "sqlite":
-        return None
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection  # aiosqlite's Connection
-    interrupt: Callable[[], Awaitable[None]] = driver.interrupt
-    return interrupt
 
 
 _CURRENT_BUSY = "flowservice_busy_ms"

@@ -40,7 +40,7 @@ def alembic_config(connection: Connection) -> Config:
 def upgrade_to_head(connection: Connection) -> None:
     """Apply every pending migration in one transaction the caller commits.
 
-    Run through `AsyncConnection.run_sync`; concurrent starters wait for the
+    Run by `Database.maintain`; concurrent starters wait for the
     migration lock, then find nothing left to do.
     """
     take_migration_lock(connection)
@@ -62,7 +62,7 @@ class MissingSchemaError(Exception):
 def check_prefect_schema(connection: Connection) -> None:
     """Refuse a Prefect-mode database unless every table and column the queries use exists.
 
-    Run through `AsyncConnection.run_sync`. Nothing is created or changed.
+    Run by `Database.maintain`. Nothing is created or changed.
     """
     inspector = inspect(connection)
     present = set(inspector.get_table_names())

@@ -1,6 +1,7 @@
 """Prefect's seven flow model functions (spec §2), as Core statements over a connection.
 
-The caller owns the connection and its transaction; nothing here commits.
+Plain functions of a connection, run as units of work by `db.engine.Database`:
+the caller owns the connection and its transaction; nothing here commits.
 Statements are built once and take their values as bound parameters, so
 SQLAlchemy compiles each shape once. Writes use RETURNING instead of
 read-then-write.
@@ -21,13 +22,12 @@ from flowservice_server.db.tables import flow
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
 FlowRow = sa.Row[Any]
 #: The columns a response needs, as the driver returns them: id, created and
 #: updated skip their column types' conversions (text -> UUID/datetime ->
 #: text/Timestamp on every row); `convert` turns the stored values into
-#: message fields directly. Tags and labels keep their JSON decoding.
+#: message fields directly (it unpacks rows in this order). Tags and labels
+#: keep their JSON decoding.
 _COLUMNS = (
     sa.type_coerce(flow.c.id, sa.String()).label("id"),
     sa.type_coerce(flow.c.created, sa.String()).label("created"),
@@ -54,8 +54,8 @@ def _insert_unless_named(dialect_name: str) -> sa.Insert:
     return insert_ignoring_conflict(dialect_name, flow, [flow.c.name]).returning(*_COLUMNS)
 
 
-async def create_flow(
-    connection: AsyncConnection, *, name: str, tags: list[str], labels: dict[str, Any] | None
+def create_flow(
+    connection: sa.Connection, *, name: str, tags: list[str], labels: dict[str, Any] | None
 ) -> tuple[FlowRow, bool]:
     """Get-or-create by name: the row, and whether it was inserted just now.
 
@@ -65,24 +65,24 @@ async def create_flow(
     now = datetime.now(UTC)
     insert = _insert_unless_named(connection.dialect.name)
     values = {"id": uuid.uuid4(), "created": now, "updated": now, "name": name}
-    result = await connection.execute(insert, {**values, "tags": tags, "labels": labels})
+    result = connection.execute(insert, {**values, "tags": tags, "labels": labels})
     inserted = result.one_or_none()
     if inserted is not None:
         return inserted, True
-    existing = (await connection.execute(_BY_NAME, {"name": name})).one()
+    existing = (connection.execute(_BY_NAME, {"name": name})).one()
     return existing, False
 
 
-async def read_flow(connection: AsyncConnection, flow_id: uuid.UUID) -> FlowRow | None:
-    return (await connection.execute(_BY_ID, {"flow_id": flow_id})).one_or_none()
+def read_flow(connection: sa.Connection, flow_id: uuid.UUID) -> FlowRow | None:
+    return (connection.execute(_BY_ID, {"flow_id": flow_id})).one_or_none()
 
 
-async def read_flow_by_name(connection: AsyncConnection, name: str) -> FlowRow | None:
-    return (await connection.execute(_BY_NAME, {"name": name})).one_or_none()
+def read_flow_by_name(connection: sa.Connection, name: str) -> FlowRow | None:
+    return (connection.execute(_BY_NAME, {"name": name})).one_or_none()
 
 
-async def read_flows(
-    connection: AsyncConnection,
+def read_flows(
+    connection: sa.Connection,
     *,
     where: Sequence[sa.ColumnElement[bool]],
     order_by: Sequence[sa.UnaryExpression[Any]],
@@ -90,25 +90,25 @@ async def read_flows(
     limit: int,
 ) -> Sequence[FlowRow]:
     query = sa.select(*_COLUMNS).where(*where).order_by(*order_by).offset(offset).limit(limit)
-    return (await connection.execute(query)).all()
+    return (connection.execute(query)).all()
 
 
-async def count_flows(connection: AsyncConnection, *, query: sa.Select[Any]) -> int:
+def count_flows(connection: sa.Connection, *, query: sa.Select[Any]) -> int:
     """Run a count built by `filters.count_for` (one row, one number)."""
-    return int((await connection.execute(query)).scalar_one())
+    return int((connection.execute(query)).scalar_one())
 
 
-async def update_flow(
-    connection: AsyncConnection, flow_id: uuid.UUID, *, tags: list[str] | None
+def update_flow(
+    connection: sa.Connection, flow_id: uuid.UUID, *, tags: list[str] | None
 ) -> FlowRow | None:
     """Replace the tags (when given) and set `updated`; None when there is no such flow."""
     params: dict[str, Any] = {"flow_id": flow_id, "now": datetime.now(UTC)}
     if tags is None:
-        return (await connection.execute(_TOUCH, params)).one_or_none()
-    return (await connection.execute(_SET_TAGS, {**params, "tags": tags})).one_or_none()
+        return (connection.execute(_TOUCH, params)).one_or_none()
+    return (connection.execute(_SET_TAGS, {**params, "tags": tags})).one_or_none()
 
 
-async def delete_flow(connection: AsyncConnection, flow_id: uuid.UUID) -> bool:
+def delete_flow(connection: sa.Connection, flow_id: uuid.UUID) -> bool:
     """Delete the flow; the database's foreign keys cascade to runs and deployments (§2.7)."""
-    result = await connection.execute(_DELETE, {"flow_id": flow_id})
+    result = connection.execute(_DELETE, {"flow_id": flow_id})
     return result.rowcount == 1

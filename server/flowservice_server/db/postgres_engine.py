@@ -1,0 +1,80 @@
+"""PostgreSQL units of work: asyncpg on the event loop, the model function through `run_sync`.
+
+The transaction has a statement timeout as long as the time left, and a
+cancelled call cancels its query (asyncpg does that); the server rolls back
+whatever a dropped connection had begun.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from flowservice_server.db import dialect
+from flowservice_server.db.engine import (
+    Database,
+    cancel_after,
+    deadline_after,
+    expired,
+    remaining,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.pool import Pool
+
+    from flowservice_server.config import DatabaseSettings
+
+T = TypeVar("T")
+
+
+class PostgresDatabase(Database):
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self.engine = create_async_engine(
+            settings.url,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout,
+            pool_recycle=settings.pool_recycle or -1,
+            pool_pre_ping=settings.pool_pre_ping,
+            connect_args={"timeout": settings.connect_timeout},
+        )
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.engine.dialect
+
+    @property
+    def pool(self) -> Pool:
+        return self.engine.pool
+
+    async def maintain(self, work: Callable[[sa.Connection], None]) -> None:
+        async with self.engine.connect() as connection:
+            await connection.run_sync(work)
+            await connection.commit()
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def run(
+        self, work: Callable[[sa.Connection], T], time_left: float | None, *, write: bool
+    ) -> T:
+        deadline = deadline_after(time_left)
+
+        def unit(connection: sa.Connection) -> T:
+            dialect.statement_timeout(connection, remaining(deadline))
+            result = work(connection)
+            if write and expired(deadline):
+                raise TimeoutError  # too late: roll back rather than commit
+            return result
+
+        async with cancel_after(time_left):
+            if write:
+                async with self.engine.begin() as connection:
+                    return await connection.run_sync(unit)
+            async with self.engine.connect() as connection:
+                return await connection.run_sync(unit)

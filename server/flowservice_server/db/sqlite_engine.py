@@ -1,0 +1,185 @@
+"""SQLite units of work: each runs whole in one worker thread, with Python's sqlite3.
+
+A thread cannot be cut off, so a unit of work is never abandoned: when its
+call is cancelled, or its deadline passes, its running statement is
+interrupted and the call ends only once the unit has rolled back. Writers
+queue on an in-process lock (SQLite has one writer at a time) rather than
+in SQLite's busy handler; another process's write lock is waited for in
+short slices, retried from here, so that a cancelled call is noticed within
+one slice (an interrupt cannot end SQLite's own busy wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from flowservice_server.db import dialect
+from flowservice_server.db.engine import (
+    Database,
+    cancel_after,
+    deadline_after,
+    expired,
+    remaining,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.pool import Pool
+
+    from flowservice_server.config import DatabaseSettings
+
+T = TypeVar("T")
+
+
+class SqliteDatabase(Database):
+    def __init__(self, settings: DatabaseSettings) -> None:
+        # The configured URL names aiosqlite (as Prefect's does); the units
+        # run in our own threads with the synchronous driver underneath it.
+        url = sa.make_url(settings.url).set(drivername="sqlite+pysqlite")
+        self.engine = sa.create_engine(
+            url,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout,
+            pool_recycle=settings.pool_recycle or -1,
+            **dialect.sqlite_engine_arguments(),
+        )
+        sa.event.listen(
+            self.engine, "connect", dialect.prepare_sqlite(busy_timeout=settings.busy_timeout)
+        )
+        # As many threads as connections: a unit never waits for the pool.
+        self._threads = ThreadPoolExecutor(
+            max_workers=settings.pool_size + settings.max_overflow,
+            thread_name_prefix="flowservice-sqlite",
+        )
+        self._write_lock = asyncio.Lock()
+        self._busy_timeout = settings.busy_timeout
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.engine.dialect
+
+    @property
+    def pool(self) -> Pool:
+        return self.engine.pool
+
+    async def maintain(self, work: Callable[[sa.Connection], None]) -> None:
+        def maintenance() -> None:
+            with self.engine.connect() as connection:
+                work(connection)
+                connection.commit()
+
+        await asyncio.get_running_loop().run_in_executor(self._threads, maintenance)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._threads.shutdown)
+        self.engine.dispose()
+
+    async def run(
+        self, work: Callable[[sa.Connection], T], time_left: float | None, *, write: bool
+    ) -> T:
+        deadline = deadline_after(time_left)
+        if not write:
+            return await self._attempt(work, deadline, write=False)
+        async with cancel_after(time_left):  # waiting for our turn is not database work
+            await self._write_lock.acquire()
+        try:
+            give_up = time.monotonic() + self._busy_timeout
+            if deadline is not None:
+                give_up = min(give_up, deadline)
+            while True:
+                try:
+                    return await self._attempt(work, deadline, write=True)
+                except sa_exc.OperationalError as error:
+                    if not (dialect.is_busy(error) and time.monotonic() < give_up):
+                        raise
+        finally:
+            self._write_lock.release()
+
+    async def _attempt(
+        self, work: Callable[[sa.Connection], T], deadline: float | None, *, write: bool
+    ) -> T:
+        """One unit in a worker thread; on cancellation, stop it and wait until it has."""
+        loop = asyncio.get_running_loop()
+        unit = _Unit(deadline)
+        job = loop.run_in_executor(self._threads, self._unit, work, unit, write)
+        timer = None if deadline is None else loop.call_at(_loop_time(loop, deadline), unit.stop)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:  # the call was cancelled: stop; never commit
+            unit.cancel()
+            with contextlib.suppress(BaseException):
+                await job
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _unit(self, work: Callable[[sa.Connection], T], unit: _Unit, write: bool) -> T:
+        """Runs in a worker thread: the whole unit of work, commit or rollback included."""
+        with self.engine.connect() as connection:
+            unit.attach(connection.connection.driver_connection)
+            try:
+                if write:
+                    dialect.wait_for_other_writers(connection, remaining(unit.deadline))
+                result = work(connection)
+                if unit.too_late():
+                    raise TimeoutError  # roll back rather than commit
+                if write:
+                    connection.commit()
+                return result
+            except sa_exc.DBAPIError as error:
+                if unit.too_late():  # interrupted at the deadline, or cancelled
+                    raise TimeoutError from error
+                raise
+            finally:
+                unit.detach()
+
+
+class _Unit:
+    """One unit of work's handle, through which the event loop stops its statement."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.cancelled = False
+        self._lock = threading.Lock()  # an interrupt never reaches the next unit's statement
+        self._driver: Any = None
+
+    def attach(self, driver: Any) -> None:
+        with self._lock:
+            if self.too_late():  # cancelled, or out of time, while queued for a thread
+                raise TimeoutError
+            self._driver = driver
+
+    def detach(self) -> None:
+        with self._lock:
+            self._driver = None
+
+    def stop(self) -> None:
+        """Interrupt the running statement, if any (sqlite3 allows it from any thread)."""
+        with self._lock:
+            if self._driver is not None:
+                self._driver.interrupt()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.stop()
+
+    def too_late(self) -> bool:
+        return self.cancelled or expired(self.deadline)
+
+
+def _loop_time(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    """The event loop's clock at the monotonic `deadline` (the loop's clock may differ)."""
+    return loop.time() + (deadline - time.monotonic())
