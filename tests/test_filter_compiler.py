@@ -216,6 +216,48 @@ def test_tags_have_all_is_a_superset_test(database: sa.Engine) -> None:
     assert matching(database, rule(["db", "nope"], "p", Violations())) == []
 
 
+@pytest.mark.parametrize(
+    ("stored", "wanted"),
+    [
+        pytest.param('["caf\\u00e9"]', ["café"], id="ascii-escaped"),
+        pytest.param('["café"]', ["café"], id="raw-utf8"),
+        pytest.param('["x\\u003cy", "db"]', ["x<y", "db"], id="html-escaped-and-plain"),
+        pytest.param('["a\\/b"]', ["a/b"], id="escaped-solidus"),
+        pytest.param('["say \\"hi\\""]', ['say "hi"'], id="quote"),
+        pytest.param('[ "db" , "blue" ]', ["blue", "db"], id="other-spacing"),
+    ],
+)
+def test_tags_have_all_finds_tags_however_a_writer_serialised_them(
+    database: sa.Engine, stored: str, wanted: list[str]
+) -> None:
+    """The SQLite text pre-filter never drops a row the exact test keeps."""
+    with database.begin() as connection:
+        connection.execute(
+            flow.insert().values(id=uuid.uuid4(), created=T0, updated=T0, name="z", tags=[])
+        )
+        connection.exec_driver_sql("UPDATE flow SET tags = ? WHERE name = 'z'", (stored,))
+    rule = filters.has_all_tags(flow.c.tags)
+    assert "z" in matching(database, rule(wanted, "p", Violations()))
+    assert "z" not in matching(database, rule([*wanted, "nope"], "p", Violations()))
+
+
+def test_tags_have_all_pre_filters_plain_tags_only(database: sa.Engine) -> None:
+    rule = filters.has_all_tags(flow.c.tags)
+
+    def sql(tags: list[str]) -> str:
+        clause = rule(tags, "p", Violations())
+        assert clause is not None
+        return str(clause.compile(dialect=database.dialect))
+
+    assert sql(["db", "blue", "db"]).count("instr(") == 2  # once per distinct tag
+    assert sql(["db", "café"]).count("instr(") == 1
+    # Each shape is its own cached statement: alternating them stays right.
+    for _ in range(2):
+        assert matching(database, rule(["db", "blue"], "p", Violations())) == ["a"]
+        assert matching(database, rule(["café"], "p", Violations())) == []
+        assert matching(database, rule(["db"], "p", Violations())) == ["a", "b"]
+
+
 def test_tags_have_any_is_an_overlap_test(database: sa.Engine) -> None:
     rule = filters.has_any_tag(flow.c.tags)
     assert matching(database, rule(listed("blue", "red"), "p", Violations())) == ["a", "cYx"]
