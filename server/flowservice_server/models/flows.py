@@ -59,9 +59,14 @@ def create_flow(
 ) -> tuple[FlowRow, bool]:
     """Get-or-create by name: the row, and whether it was inserted just now.
 
-    INSERT … ON CONFLICT (name) DO NOTHING cannot fail on a concurrent create of
-    the same name; when it inserts nothing, the existing row is read unchanged.
+    An existing name is read without writing (no write lock, nothing to
+    commit). Otherwise INSERT … ON CONFLICT (name) DO NOTHING cannot fail on a
+    concurrent create of the same name; when it inserts nothing, the row the
+    other call inserted is read unchanged.
     """
+    existing = connection.execute(_BY_NAME, {"name": name}).one_or_none()
+    if existing is not None:
+        return existing, False
     now = datetime.now(UTC)
     insert = _insert_unless_named(connection.dialect.name)
     values = {"id": uuid.uuid4(), "created": now, "updated": now, "name": name}
@@ -69,8 +74,7 @@ def create_flow(
     inserted = result.one_or_none()
     if inserted is not None:
         return inserted, True
-    existing = (connection.execute(_BY_NAME, {"name": name})).one()
-    return existing, False
+    return connection.execute(_BY_NAME, {"name": name}).one(), False
 
 
 def read_flow(connection: sa.Connection, flow_id: uuid.UUID) -> FlowRow | None:
