@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -21,13 +19,13 @@ from flowservice_server.app import RunningServer, start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.engine import open_database
 from tests.helpers import expect_error
-from tests.postgres import admin
+from tests.postgres import admin, prefect_schema_statements
 from tests.processes import start
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+    from pathlib import Path
 
-PREFECT_POSTGRES = Path(__file__).parent / "data" / "prefect-3.9.1" / "schema-postgres.sql"
 NO_RETRIES = [("grpc.enable_retries", 0)]
 
 
@@ -229,7 +227,7 @@ async def test_postgresql_servers_starting_together_migrate_once(scratch_postgre
     finally:
         for database in databases:
             await database.close()
-    assert version == "0003"
+    assert version == "0004"
 
 
 # --- without pg_trgm -----------------------------------------------------------------
@@ -277,31 +275,15 @@ async def test_postgresql_without_pg_trgm_migrates_logs_and_still_filters(
 # --- the schema is Prefect's -----------------------------------------------------------
 
 #: Tables outside the six: Prefect's foreign keys to them are left out.
-OUTSIDE = ("flow_run_state", "block_document", "concurrency_limit_v2")
-#: Indexes FlowService adds for its filters (migrations 0002 and 0003).
+#: Indexes FlowService adds for its filters (migrations 0002 to 0004).
 OUR_INDEXES = {
     "ix_flow_run__state_type_coalesce_start_time_flow_id",
+    "ix_flow_run__state_type_flow_id",
     "ix_flow__tags",
     "ix_flow_run__tags",
     "ix_deployment__tags",
 }
 TABLES = ("flow", "flow_run", "task_run", "deployment", "work_queue", "work_pool")
-
-
-def _prefect_statements() -> list[str]:
-    """Prefect's dumped DDL, minus psql commands, ownership and keys to other tables."""
-    text = "\n".join(
-        line
-        for line in PREFECT_POSTGRES.read_text().splitlines()
-        if not line.startswith(("--", "\\", "SET ", "SELECT pg_catalog"))
-    )
-    statements = [s.strip() for s in text.split(";\n") if s.strip()]
-    return [
-        s.rstrip(";")
-        for s in statements
-        if not re.match(r"(ALTER .* OWNER TO|COMMENT ON)", s)
-        and not any(f"REFERENCES public.{table}(" in s for table in OUTSIDE)
-    ]
 
 
 async def _describe(url: str) -> dict[str, Any]:
@@ -324,7 +306,7 @@ async def _describe(url: str) -> dict[str, Any]:
 async def test_postgresql_tables_match_prefect(
     postgres_database: str, scratch_postgres: str
 ) -> None:
-    await admin(scratch_postgres, *_prefect_statements())
+    await admin(scratch_postgres, *prefect_schema_statements())
     ours, theirs = await _describe(postgres_database), await _describe(scratch_postgres)
     # Prefect's six tables: 118 columns, 66 indexes, 17 constraints (not a vacuous match).
     assert (len(theirs["columns"]), len(theirs["indexes"]), len(theirs["constraints"])) == (

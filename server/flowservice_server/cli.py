@@ -9,9 +9,15 @@ import os
 from typing import TYPE_CHECKING
 
 from flowservice_server import app, config, observability, supervisor
+from flowservice_server.db.dialect import take_migration_lock
+from flowservice_server.db.engine import open_database
+from flowservice_server.db.indexes import add_indexes, drop_indexes
+from flowservice_server.db.migrate import refuse_managed_schema
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    import sqlalchemy as sa
 
 log = logging.getLogger("flowservice")
 
@@ -38,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     config.add_arguments(serve)
+    indexes = commands.add_parser(
+        "indexes",
+        help="add or drop FlowService's indexes in a database a Prefect server owns",
+        description="Add (or drop) the indexes FlowService's filters use to a database that a "
+        "Prefect 3 server created and migrates, which `serve --database-mode prefect` never "
+        "changes. Only CREATE/DROP INDEX of FlowService's own index names, in one transaction "
+        "that holds the write lock while the indexes are built. A managed database already has "
+        "them from its migrations.",
+        allow_abbrev=False,
+    )
+    indexes.add_argument("action", choices=("add", "drop"), help="add the missing ones, or drop")
+    config.add_arguments(indexes, only={"database_url", "log_level"})
     return parser
 
 
@@ -49,14 +67,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.SettingsError as error:
         parser.error(str(error))
     observability.configure_logging(settings.log_level, settings.log_format)
+    doing = "cannot change indexes" if arguments.command == "indexes" else "cannot start"
     try:
-        if settings.workers > 1:
+        if arguments.command == "indexes":
+            asyncio.run(change_indexes(settings, arguments.action))
+        elif settings.workers > 1:
             return supervisor.run(settings)
-        asyncio.run(app.serve(settings))
+        else:
+            asyncio.run(app.serve(settings))
     except app.STARTUP_FAILURES as error:
-        log.error("cannot start: %s", app.describe_startup_failure(error, settings))
+        log.error("%s: %s", doing, app.describe_startup_failure(error, settings))
         return 1
     return 0
+
+
+async def change_indexes(settings: config.Settings, action: str) -> None:
+    """`flowservice indexes add|drop`: FlowService's indexes on a Prefect server's database."""
+    database = await open_database(settings.database, migrate=False)
+    changed: list[str] = []
+
+    def work(connection: sa.Connection) -> None:
+        take_migration_lock(connection)
+        refuse_managed_schema(connection)
+        changed.extend((add_indexes if action == "add" else drop_indexes)(connection))
+
+    try:
+        await database.maintain(work)
+    finally:
+        await database.close()
+    done = "added" if action == "add" else "dropped"
+    log.info(
+        "%s %d index(es) in %s%s",
+        done,
+        len(changed),
+        settings.database.url_for_logs,
+        f": {', '.join(changed)}" if changed else " (nothing to do)",
+    )
 
 
 if __name__ == "__main__":

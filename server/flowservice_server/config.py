@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 ENV_PREFIX = "FLOWSERVICE_"
 
@@ -345,10 +345,10 @@ def options(tree: type[Any] = Settings, prefix: tuple[str, ...] = ()) -> Iterato
             yield from options(item.default_factory, (*prefix, item.name))  # type: ignore[arg-type]  # groups have a default_factory
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; the help names its variable and default."""
+def add_arguments(parser: argparse.ArgumentParser, only: Collection[str] | None = None) -> None:
+    """One flag per setting (or per one named in `only`); the help names its variable, default."""
     for option in options():
-        if not option.item.metadata["flag"]:
+        if not option.item.metadata["flag"] or (only is not None and option.name not in only):
             continue
         default = option.item.default
         shown = str(default).lower() if isinstance(default, bool) else default

@@ -5,7 +5,8 @@ FLOWSERVICE_TEST_PREFECT=1, because it starts Prefect's server (from its own
 virtualenv, installed on first use). Per backend (sqlite, postgresql) one
 Prefect server is started on a fresh database, which its own migrations
 create; the data set is written through its REST API once; then FlowService
-serves that same database in `prefect` mode. The PostgreSQL backend also
+serves that same database in `prefect` mode, with the indexes `flowservice
+indexes add` gives it. The PostgreSQL backend also
 needs FLOWSERVICE_TEST_POSTGRES_URL, and skips, saying so, without it.
 """
 
@@ -36,6 +37,7 @@ from tests.prefect.prefect_process import (
 )
 from tests.prefect.seed import Seed, seed
 from tests.prefect.translate import count_body, translate_filters, translate_read
+from tests.processes import run
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -124,7 +126,26 @@ def prefect_seed(prefect_server: PrefectServer) -> Seed:
 
 
 @pytest.fixture(scope="session")
-async def flowservice(prefect_database: str, prefect_seed: Seed) -> AsyncIterator[FlowClient]:
+async def flowservice_indexes(
+    prefect_database: str, prefect_seed: Seed, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """`flowservice indexes add` on the seeded database, as its README recommends.
+
+    Every differential query then runs with FlowService's indexes present,
+    and Prefect keeps serving (and writing) the same database beside them.
+    """
+    code, output = await run(
+        ["indexes", "add", "--database-url", prefect_database],
+        tmp_path_factory.mktemp("indexes"),
+        {},
+    )
+    assert code == 0, output
+    assert "added" in output, output
+    return output
+
+
+@pytest.fixture(scope="session")
+async def flowservice(prefect_database: str, flowservice_indexes: str) -> AsyncIterator[FlowClient]:
     """FlowService serving the database Prefect created (and seeded), in `prefect` mode."""
     settings = Settings(
         address="127.0.0.1:0", database=DatabaseSettings(mode="prefect", url=prefect_database)

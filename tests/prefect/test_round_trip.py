@@ -9,15 +9,18 @@ removed again, so the seeded data the queries expect stays as it is.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.prefect.compare import from_flowservice, from_prefect, instant
+from tests.prefect.prefect_process import PrefectServer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from tests.prefect.conftest import Differential
 
@@ -170,3 +173,39 @@ async def test_prefect_writes_are_read_by_flowservice(
     assert from_flowservice(await both.client.read_flow(flow["id"])) == from_prefect(patched)
     await both.prefect_ok("DELETE", f"/flows/{flow['id']}")
     assert await both.client.count_flows(flows={"id": {"any": [flow["id"]]}}) == 0
+
+
+async def test_a_prefect_server_starts_and_writes_beside_flowservices_indexes(
+    both: Differential,
+    prefect_executable: Path,
+    prefect_database: str,
+    flowservice_indexes: str,
+    tmp_path: Path,
+    cleanup: list[str],
+) -> None:
+    """A second Prefect server on the database `flowservice indexes add` changed.
+
+    It runs its start-up migration check and serves; the runs it writes land
+    in the added indexes, and FlowService's filter through them sees them.
+    """
+    assert "ix_flow_run__state_type_flow_id" in flowservice_indexes
+    second = await asyncio.to_thread(
+        PrefectServer.start, prefect_executable, tmp_path / "second-prefect", prefect_database
+    )
+    try:
+        flow = await asyncio.to_thread(
+            second.api.ok, "POST", "/flows/", {"name": unique("rt-indexed")}
+        )
+        cleanup.append(flow["id"])
+        await asyncio.to_thread(
+            second.api.ok,
+            "POST",
+            "/flow_runs/",
+            {"name": "crashed", "flow_id": flow["id"], "state": {"type": "CRASHED"}},
+        )
+    finally:
+        await asyncio.to_thread(second.stop)
+    crashed = await both.client.count_flows(
+        flows={"id": {"any": [flow["id"]]}}, flow_runs={"state": {"type": {"any": ["CRASHED"]}}}
+    )
+    assert crashed == 1

@@ -9,12 +9,13 @@ served in the Prefect database mode instead).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, make_url
 
 from flowservice_server.db.dialect import take_migration_lock
 from flowservice_server.db.tables import metadata
@@ -59,6 +60,16 @@ class MissingSchemaError(Exception):
     """A database served in Prefect mode lacks tables or columns FlowService reads."""
 
 
+def check_prefect_file(url: str) -> None:
+    """Refuse a Prefect-mode SQLite path with no file, rather than create an empty one there."""
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+        raise MissingSchemaError(
+            f"there is no SQLite database at {path}: the prefect database mode serves a "
+            "database a Prefect server created; check --database-url (FLOWSERVICE_DATABASE_URL)"
+        )
+
+
 def check_prefect_schema(connection: Connection) -> None:
     """Refuse a Prefect-mode database unless every table and column the queries use exists.
 
@@ -99,4 +110,13 @@ def check_ownership(connection: Connection) -> None:
             f"this database already has tables named {', '.join(found)} but no "
             f"'{VERSION_TABLE}' table, so FlowService did not create them and will not "
             "migrate them. Use an empty database."
+        )
+
+
+def refuse_managed_schema(connection: Connection) -> None:
+    """Refuse to change the indexes of a managed database: its migrations own them."""
+    if VERSION_TABLE in inspect(connection).get_table_names():
+        raise ForeignSchemaError(
+            f"this database is FlowService's own (it has the '{VERSION_TABLE}' table): its "
+            "migrations already create these indexes, and only they change its schema"
         )
