@@ -6,8 +6,8 @@
 Starts FlowService (pinned to CPU 0) on a copy of the default data set, drives
 one operation at a time with load_grpc.py (CPU 1) and records it with py-spy
 (`--nonblocking`, on CPU 1): a flame graph (SVG) per operation, and a text
-summary of CPU time by layer (gRPC, SQLAlchemy, aiosqlite, asyncio, protobuf,
-FlowService's own code) and by function, in bench/profiles/. py-spy is
+summary of CPU time by layer (gRPC, SQLAlchemy, the SQLite unit-of-work
+thread, asyncio, protobuf, FlowService's own code) and by function, in bench/profiles/. py-spy is
 installed into a scratch venv under bench/.cache on first use (from PyPI).
 """
 
@@ -46,6 +46,7 @@ DEFAULT_OPS = (
 )
 #: file-path fragment -> layer, first match wins
 LAYERS = (
+    ("flowservice_server/db/sqlite_engine", "FlowService SQLite unit-of-work thread"),
     ("flowservice_server", "FlowService (server code)"),
     ("flowservice/", "FlowService (generated/client code)"),
     ("sqlalchemy", "SQLAlchemy"),

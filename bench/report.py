@@ -216,10 +216,12 @@ def _frac(value: float | None) -> str:
 def section(results: dict[str, Any]) -> str:
     """The markdown of one run (default or large), between its own markers."""
     env, data, settings = results["environment"], results["dataset"], results["settings"]
-    mode = results["mode"]
+    mode, key = results["mode"], results.get("section", results["mode"])
     title = "Default run" if mode == "default" else "Large run (1,000,000 flow runs)"
+    if key != mode:
+        title += ", on Prefect's schema alone (`--no-flowservice-indexes`)"
     lines = [
-        f"<!-- bench:{mode}:start -->",
+        f"<!-- bench:{key}:start -->",
         f"## {title}",
         "",
         f"Date: {env['date']} · command: `{settings['command']}`",
@@ -247,7 +249,7 @@ def section(results: dict[str, Any]) -> str:
             lines += [f"#### {name}: {op}", "", "```sql", text, "```", ""]
             for plan in backend.get("plans", {}).get(op, []):
                 lines += ["Plan:", "", "```", plan, "```", ""]
-    lines.append(f"<!-- bench:{mode}:end -->")
+    lines.append(f"<!-- bench:{key}:end -->")
     return "\n".join(lines)
 
 
