@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from flowservice.errors import from_failed_call
 from flowservice.v1 import flow_service_pb2 as s
 from flowservice.v1 import flow_service_pb2_grpc
 from tests.helpers import expect_error, when
@@ -91,3 +92,13 @@ async def test_only_tags_can_be_updated(client: FlowClient, path: str) -> None:
 
 async def test_an_unknown_id_is_not_found(client: FlowClient) -> None:
     await expect_error(client.update_flow(str(uuid.uuid4()), tags=["x"]), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_a_bad_id_and_a_bad_mask_are_reported_together(client: FlowClient) -> None:
+    request = s.UpdateFlowRequest(id="not-a-uuid", tags=["x"])
+    request.update_mask.paths.append("name")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await client._stub.UpdateFlow(request)
+    error = from_failed_call(raised.value)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in error.field_violations] == ["id", "update_mask.paths[0]"]

@@ -64,11 +64,9 @@ def create_flow(request: s.CreateFlowRequest) -> NewFlow:
     return NewFlow(name=name, tags=list(request.tags), labels=labels)
 
 
-def flow_id(value: str, field: str = "id") -> uuid.UUID:
+def flow_id(value: str) -> uuid.UUID:
     violations = Violations()
-    if not value:
-        violations.add(field, "is required")
-    parsed = _checked(parse_uuid, value, field, violations) if value else None
+    parsed = _required_uuid(value, "id", violations)
     violations.raise_if_any()
     assert parsed is not None
     return parsed
@@ -107,8 +105,8 @@ def count_flows(request: s.CountFlowsRequest) -> sa.Select[Any]:
 
 
 def update_flow(request: s.UpdateFlowRequest) -> TagsUpdate:
-    target = flow_id(request.id)
     violations = Violations()
+    target = _required_uuid(request.id, "id", violations)
     if request.HasField("update_mask"):
         for index, path in enumerate(request.update_mask.paths):
             if path not in UPDATABLE_PATHS:
@@ -121,7 +119,15 @@ def update_flow(request: s.UpdateFlowRequest) -> TagsUpdate:
     else:
         writes_tags = len(request.tags) > 0
     violations.raise_if_any()
+    assert target is not None
     return TagsUpdate(flow_id=target, tags=list(request.tags) if writes_tags else None)
+
+
+def _required_uuid(value: str, field: str, violations: Violations) -> uuid.UUID | None:
+    if not value:
+        violations.add(field, "is required")
+        return None
+    return _checked(parse_uuid, value, field, violations)
 
 
 def _checked(

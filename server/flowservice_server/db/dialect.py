@@ -245,10 +245,11 @@ _CURRENT_BUSY = "flowservice_busy_ms"
 
 
 def take_migration_lock(connection: sa.Connection) -> None:
-    """Serialise migrations across processes until the caller's transaction ends.
+    """Serialise schema changes across processes until the caller's transaction ends.
 
     Several servers may start at once on one database; the first migrates and
-    the others then find the schema current.
+    the others then find the schema current. `flowservice indexes` takes the
+    same lock.
     """
     if connection.dialect.name == "sqlite":
         # SQLite's DDL is transactional once a transaction is open, and

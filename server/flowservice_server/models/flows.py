@@ -78,11 +78,11 @@ def create_flow(
 
 
 def read_flow(connection: sa.Connection, flow_id: uuid.UUID) -> FlowRow | None:
-    return (connection.execute(_BY_ID, {"flow_id": flow_id})).one_or_none()
+    return connection.execute(_BY_ID, {"flow_id": flow_id}).one_or_none()
 
 
 def read_flow_by_name(connection: sa.Connection, name: str) -> FlowRow | None:
-    return (connection.execute(_BY_NAME, {"name": name})).one_or_none()
+    return connection.execute(_BY_NAME, {"name": name}).one_or_none()
 
 
 def read_flows(
@@ -94,12 +94,12 @@ def read_flows(
     limit: int,
 ) -> Sequence[FlowRow]:
     query = sa.select(*_COLUMNS).where(*where).order_by(*order_by).offset(offset).limit(limit)
-    return (connection.execute(query)).all()
+    return connection.execute(query).all()
 
 
 def count_flows(connection: sa.Connection, *, query: sa.Select[Any]) -> int:
     """Run a count built by `filters.count_for` (one row, one number)."""
-    return int((connection.execute(query)).scalar_one())
+    return int(connection.execute(query).scalar_one())
 
 
 def update_flow(
@@ -108,8 +108,8 @@ def update_flow(
     """Replace the tags (when given) and set `updated`; None when there is no such flow."""
     params: dict[str, Any] = {"flow_id": flow_id, "now": datetime.now(UTC)}
     if tags is None:
-        return (connection.execute(_TOUCH, params)).one_or_none()
-    return (connection.execute(_SET_TAGS, {**params, "tags": tags})).one_or_none()
+        return connection.execute(_TOUCH, params).one_or_none()
+    return connection.execute(_SET_TAGS, {**params, "tags": tags}).one_or_none()
 
 
 def delete_flow(connection: sa.Connection, flow_id: uuid.UUID) -> bool:
