@@ -32,6 +32,24 @@ DOMAIN = "flowservice.v1"
 log = logging.getLogger(__name__)
 
 
+#: Characters of a request's value that a message repeats; the rest is elided.
+QUOTED_LENGTH = 60
+#: Field violations one response reports (the message counts them all), so
+#: that the details always fit in the trailers a client accepts (8 KiB).
+MAX_REPORTED_VIOLATIONS = 10
+#: Characters of one violation's description that a response carries.
+MAX_DESCRIPTION_LENGTH = 300
+#: Characters of a missing resource's name that a `ResourceInfo` carries.
+MAX_RESOURCE_NAME_LENGTH = 500
+
+
+def quoted(value: str) -> str:
+    """A request's value as a message shows it: its repr, elided past QUOTED_LENGTH."""
+    if len(value) <= QUOTED_LENGTH:
+        return repr(value)
+    return f"{value[:QUOTED_LENGTH]!r}… ({len(value):,} characters)"
+
+
 @dataclass(frozen=True)
 class FieldViolation:
     """One bad request field: its path (`flows.id.any[1]`) and what is wrong with it."""
@@ -61,7 +79,7 @@ class NotFoundError(FlowServiceError):
         self.resource_type = resource_type
         self.key = key
         self.value = value
-        super().__init__(f"no {resource_type} with {key} {value!r}")
+        super().__init__(f"no {resource_type} with {key} {quoted(value)}")
 
 
 class MalformedRequestError(FlowServiceError):
@@ -101,8 +119,10 @@ def _invalid_argument(error: BaseException) -> Outcome:
     assert isinstance(error, InvalidArgumentError)
     request = error_details_pb2.BadRequest(
         field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
+            error_details_pb2.BadRequest.FieldViolation(
+                field=v.field, description=_cut(v.description, MAX_DESCRIPTION_LENGTH)
+            )
+            for v in error.violations[:MAX_REPORTED_VIOLATIONS]
         ]
     )
     return Outcome(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", str(error), (request,))
@@ -112,12 +132,16 @@ def _not_found(error: BaseException) -> Outcome:
     assert isinstance(error, NotFoundError)
     info = error_details_pb2.ResourceInfo(
         resource_type=error.resource_type,
-        resource_name=error.value,
+        resource_name=_cut(error.value, MAX_RESOURCE_NAME_LENGTH),
         description=str(error),
     )
     reason = f"{error.resource_type.rsplit('.', 1)[-1].upper()}_NOT_FOUND"
-    metadata = ((error.key.replace(" ", "_"), error.value),)
+    metadata = ((error.key.replace(" ", "_"), _cut(error.value, QUOTED_LENGTH)),)
     return Outcome(grpc.StatusCode.NOT_FOUND, reason, str(error), (info,), metadata)
+
+
+def _cut(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def _malformed(error: BaseException) -> Outcome:

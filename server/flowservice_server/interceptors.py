@@ -9,7 +9,13 @@ from typing import Any, TypeVar, cast
 import grpc
 import grpc.aio
 
-from flowservice_server.errors import MalformedRequestError, status_for
+from flowservice_server import limits
+from flowservice_server.errors import (
+    FlowServiceError,
+    InvalidArgumentError,
+    MalformedRequestError,
+    status_for,
+)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -75,7 +81,7 @@ class UnaryInterceptor(grpc.aio.ServerInterceptor):
         behavior = cast("AsyncBehavior[Req, Resp]", handler.unary_unary)  # the stub says sync
         return grpc.unary_unary_rpc_method_handler(
             self.wrap(method, behavior),
-            request_deserializer=self.request_deserializer(handler.request_deserializer),
+            request_deserializer=self.request_deserializer(method, handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -83,28 +89,37 @@ class UnaryInterceptor(grpc.aio.ServerInterceptor):
         raise NotImplementedError
 
     def request_deserializer(
-        self, deserializer: Callable[[bytes], Any] | None
+        self, method: str, deserializer: Callable[[bytes], Any] | None
     ) -> Callable[[bytes], Any] | None:
         """The deserializer the wrapped handler uses: the same, unless overridden."""
         return deserializer
 
 
 @dataclass(frozen=True)
-class _Undecodable:
-    """Stands in for a request whose bytes did not parse, so the call can fail properly."""
+class _Refused:
+    """Stands in for a request refused as it was decoded, so the call can fail properly."""
 
-    error: Exception
+    error: FlowServiceError
 
 
-def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def _decode_within_limits(
+    method: str, deserializer: Callable[[bytes], Any] | None
+) -> Callable[[bytes], Any] | None:
+    """Parse the request bytes and check `limits`; a refusal travels on as `_Refused`."""
     if deserializer is None:
         return None
 
     def deserialize(data: bytes) -> Any:
         try:
-            return deserializer(data)
+            request = deserializer(data)
         except Exception as error:  # noqa: BLE001  # any parse failure is the caller's
-            return _Undecodable(error)
+            return _Refused(
+                MalformedRequestError(f"the request is not a valid message for {method}: {error}")
+            )
+        violations = limits.violations_of(request)
+        if violations:
+            return _Refused(InvalidArgumentError(violations))
+        return request
 
     return deserialize
 
@@ -114,17 +129,15 @@ class ErrorStatusInterceptor(UnaryInterceptor):
 
     Servicer methods simply raise; nothing else calls `context.abort`. An abort
     made by a library servicer (health's NOT_FOUND, say) passes through as is.
-    Request bytes that do not parse are INVALID_ARGUMENT (gRPC's own handling
-    would report UNKNOWN).
+    Request bytes that do not parse (gRPC's own handling would report UNKNOWN),
+    and requests past the bounds in `limits`, are INVALID_ARGUMENT.
     """
 
     def wrap(self, method: str, behavior: AsyncBehavior[Req, Resp]) -> AsyncBehavior[Req, Resp]:
         async def guarded(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
             try:
-                if isinstance(request, _Undecodable):
-                    raise MalformedRequestError(
-                        f"the request is not a valid message for {method}: {request.error}"
-                    )
+                if isinstance(request, _Refused):
+                    raise request.error
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
@@ -135,6 +148,6 @@ class ErrorStatusInterceptor(UnaryInterceptor):
         return guarded
 
     def request_deserializer(
-        self, deserializer: Callable[[bytes], Any] | None
+        self, method: str, deserializer: Callable[[bytes], Any] | None
     ) -> Callable[[bytes], Any] | None:
-        return _tolerant(deserializer)
+        return _decode_within_limits(method, deserializer)

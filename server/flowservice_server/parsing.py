@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from flowservice_server.db.types import STATE_TYPES
+from flowservice_server.errors import quoted
+from flowservice_server.limits import map_key_path
 
 if TYPE_CHECKING:
     from google.protobuf import struct_pb2, timestamp_pb2
@@ -28,7 +30,7 @@ _UUID_FORMS = re.compile(rf"{_HYPHENATED}|{_HEX}{{32}}|\{{{_HYPHENATED}\}}|urn:u
 def parse_uuid(text: str) -> uuid.UUID:
     if not _UUID_FORMS.fullmatch(text):
         raise ValueError(
-            f"{text!r} is not a UUID: write 32 hex digits, optionally hyphenated 8-4-4-4-12 "
+            f"{quoted(text)} is not a UUID: write 32 hex digits, optionally hyphenated 8-4-4-4-12 "
             "(e.g. 3f2f054e-3137-49b6-a5a3-0f1d6e7f2a10)"
         )
     return uuid.UUID(text)
@@ -57,7 +59,9 @@ def parse_flow_name(name: str) -> str:
 
 def parse_state_type(text: str) -> str:
     if text not in STATE_TYPES:
-        raise ValueError(f"unknown state type {text!r}; expected one of {', '.join(STATE_TYPES)}")
+        raise ValueError(
+            f"unknown state type {quoted(text)}; expected one of {', '.join(STATE_TYPES)}"
+        )
     return text
 
 
@@ -90,7 +94,7 @@ def parse_label_value(value: struct_pb2.Value) -> LabelValue:
 
 def label_path(key: str) -> str:
     """The field path of one label (AIP-161: backticks around keys that are not identifiers)."""
-    return f"labels.{key}" if key.isidentifier() else f"labels.`{key}`"
+    return map_key_path("labels", key)
 
 
 # --- timestamps ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowservice.v1 import flow_service_pb2 as s
-from flowservice_server.errors import Violations
+from flowservice_server.errors import Violations, quoted
 from flowservice_server.filters import Clause, count_for, where_for
 from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
 from flowservice_server.sorting import ORDER_BY
@@ -112,7 +112,7 @@ def update_flow(request: s.UpdateFlowRequest) -> TagsUpdate:
             if path not in UPDATABLE_PATHS:
                 violations.add(
                     f"update_mask.paths[{index}]",
-                    f"cannot update {path!r}: only 'tags' can change (a flow's name and "
+                    f"cannot update {quoted(path)}: only 'tags' can change (a flow's name and "
                     "labels are fixed when it is created)",
                 )
         writes_tags = bool(UPDATABLE_PATHS & set(request.update_mask.paths))

@@ -78,9 +78,14 @@ class tags_have_all(FunctionElement[bool]):  # noqa: N801  # SQL function style
     def __init__(self, column: sa.ColumnElement[Any], values: Sequence[str]) -> None:
         # The hints are clauses of their own, so their number is part of the
         # statement's shape, and of its cache key.
-        forms = (json.dumps(value) for value in dict.fromkeys(values))
-        hints = [sa.bindparam(None, form, type_=sa.String()) for form in forms if _plain(form)]
+        forms = [form for form in map(json.dumps, dict.fromkeys(values)) if _plain(form)]
+        hints = [sa.bindparam(None, form, type_=sa.String()) for form in forms[:_MAX_HINTS]]
         super().__init__(column, _string_list(values), *hints)
+
+
+#: A few needles rule out nearly every row; each hint is one more AND, and
+#: SQLite refuses an expression deeper than 1,000 terms.
+_MAX_HINTS = 8
 
 
 #: Characters every JSON serializer writes as themselves (no \u escapes, no
