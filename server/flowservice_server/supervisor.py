@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import dataclasses
+import errno
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -89,18 +90,42 @@ async def _prepare_database(settings: Settings) -> None:
 
 
 def _reserve_port(address: str) -> tuple[socket.socket, int]:
-    """Bind (without listening) so the port is ours; workers bind it too with SO_REUSEPORT."""
+    """Bind (without listening) so the port is ours; workers bind it too with SO_REUSEPORT.
+
+    SO_REUSEPORT would as gladly share the port with another server's
+    workers, which would then answer half the calls from their own database:
+    a first bind without it fails if anyone else holds the port.
+    """
     host, _, port = address.rpartition(":")
     bare = host.strip("[]")
     family = socket.AF_INET6 if ":" in bare else socket.AF_INET
-    reservation = socket.socket(family, socket.SOCK_STREAM)
-    reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        reservation.bind((bare, int(port)))
-    except OSError as error:
-        reservation.close()
-        raise app.StartupError(f"cannot listen on {address}: {error.strerror}") from None
+    if int(port) != 0:
+        with _bound(address, family, (bare, int(port)), reuse_port=False):
+            pass
+    reservation = _bound(address, family, (bare, int(port)), reuse_port=True)
     return reservation, reservation.getsockname()[1]
+
+
+def _bound(
+    address: str, family: socket.AddressFamily, where: tuple[str, int], *, reuse_port: bool
+) -> socket.socket:
+    bound = socket.socket(family, socket.SOCK_STREAM)
+    if reuse_port:
+        bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    else:
+        # As gRPC's own listeners: an earlier server's connections in TIME_WAIT do
+        # not count, while any socket bound to the port (a reservation) or
+        # listening on it does.
+        bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        bound.bind(where)
+    except OSError as error:
+        bound.close()
+        reason = error.strerror
+        if error.errno == errno.EADDRINUSE:
+            reason = "the address is in use by another process (another FlowService?)"
+        raise app.StartupError(f"cannot listen on {address}: {reason}") from None
+    return bound
 
 
 def _worker(settings: Settings, ready: multiprocessing.connection.Connection) -> None:

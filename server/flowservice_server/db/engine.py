@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, TypeVar
 import sqlalchemy as sa
 
 from flowservice_server.db.migrate import (
-    check_prefect_file,
     check_prefect_schema,
+    check_sqlite_file,
     upgrade_to_head,
 )
 
@@ -85,8 +85,8 @@ async def open_database(settings: DatabaseSettings, *, migrate: bool) -> Databas
     from flowservice_server.db.sqlite_engine import SqliteDatabase  # noqa: PLC0415
 
     backend = sa.make_url(settings.url).get_backend_name()
-    if backend == "sqlite" and not migrate:
-        check_prefect_file(settings.url)
+    if backend == "sqlite":
+        check_sqlite_file(settings.url, prefect_mode=not migrate)
     database: Database = (
         SqliteDatabase(settings) if backend == "sqlite" else PostgresDatabase(settings)
     )

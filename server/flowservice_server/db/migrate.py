@@ -9,13 +9,16 @@ served in the Prefect database mode instead).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, make_url
+from sqlalchemy import Connection, create_engine, inspect, make_url
+from sqlalchemy.pool import NullPool
 
 from flowservice_server.db.dialect import take_migration_lock
 from flowservice_server.db.tables import metadata
@@ -60,14 +63,38 @@ class MissingSchemaError(Exception):
     """A database served in Prefect mode lacks tables or columns FlowService reads."""
 
 
-def check_prefect_file(url: str) -> None:
-    """Refuse a Prefect-mode SQLite path with no file, rather than create an empty one there."""
+def check_sqlite_file(url: str, *, prefect_mode: bool) -> None:
+    """Before a SQLite file is opened for serving, check it through a read-only connection.
+
+    Opening it for serving changes it (the journal mode is switched to WAL,
+    an empty file becomes a database), so a file that is going to be refused
+    must be refused before that: unchanged, byte for byte. In the Prefect
+    mode a missing file is refused, not created.
+    """
     path = make_url(url).database
-    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
-        raise MissingSchemaError(
-            f"there is no SQLite database at {path}: the prefect database mode serves a "
-            "database a Prefect server created; check --database-url (FLOWSERVICE_DATABASE_URL)"
-        )
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    if not Path(path).exists():
+        if prefect_mode:
+            raise MissingSchemaError(
+                f"there is no SQLite database at {path}: the prefect database mode serves a "
+                "database a Prefect server created; check --database-url (FLOWSERVICE_DATABASE_URL)"
+            )
+        return
+    read_only = f"file:{quote(str(Path(path).absolute()))}?mode=ro"
+    engine = create_engine(
+        "sqlite+pysqlite://",
+        creator=lambda: sqlite3.connect(read_only, uri=True),
+        poolclass=NullPool,
+    )
+    try:
+        with engine.connect() as connection:
+            if prefect_mode:
+                check_prefect_schema(connection)
+            else:
+                check_ownership(connection)
+    finally:
+        engine.dispose()
 
 
 def check_prefect_schema(connection: Connection) -> None:
