@@ -1,12 +1,12 @@
-"""A plain-Python model of which flows ReadFlows/CountFlows select, written from the spec.
+"""A plain-Python model of which flows ReadFlows/CountFlows select, written from the docs.
 
 It is the oracle of tests/test_filters_property.py, so it deliberately shares no
 code with the server (`flowservice_server.filters`): it works on the Python
-objects below, not on SQL. Sources: spec §3 and §4
-(/work/shared/spec/prefect-flows-semantics.md), the comments in
-protos/flowservice/v1/filters.proto, and the two corrections measured on
-Prefect 3.9.1 (/work/scratch/prefect-probe/REPORT.md §4): the two state filters
-drop children that yield no condition, and `not_any` is SQL `NOT IN`.
+objects below, not on SQL. Sources: docs/semantics.md#filters, the comments
+in protos/flowservice/v1/filters.proto, and two behaviours measured on
+Prefect 3.9.1: the two state filters drop children that yield no condition
+(docs/semantics.md#state-filters), and `not_any` is SQL `NOT IN`
+(docs/semantics.md#empty-lists).
 
 How SQL's NULL is modelled: every condition evaluates to a `Truth`, which is
 True, False or None (SQL UNKNOWN). A comparison, `IN` or `NOT IN` on a NULL
@@ -258,7 +258,7 @@ class Evaluator:
             run.parent_task_run_id for run in dataset.flow_runs if run.parent_task_run_id
         }
 
-    # -- top level: spec §4 --------------------------------------------------------
+    # -- top level: docs/semantics.md#related-rows --------------------------------
 
     def matching_flow_ids(self, request: Mapping[str, Any]) -> set[uuid.UUID]:
         """The ids of the flows whose WHERE clause is TRUE."""
@@ -393,7 +393,7 @@ class Evaluator:
     ) -> Truth:
         """Flow-run and task-run state: a child with no condition is left out (not TRUE);
         a kept child ANDs its own conditions; the kept children combine with the
-        operator (none kept: TRUE). REPORT.md §4.1."""
+        operator (none kept: TRUE). See docs/semantics.md#state-filters."""
         kept: list[Truth] = []
         for field, value in (("type", state_type), ("name", state_name)):
             if present(message, field):
@@ -487,7 +487,10 @@ class Evaluator:
         return sql_and(conditions)
 
     def subflow_run_ids(self, parent_run_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """Runs whose parent task run belongs to one of the given flow runs (spec §3.4)."""
+        """Runs whose parent task run belongs to one of the given flow runs.
+
+        See docs/semantics.md#subflows.
+        """
         result: set[uuid.UUID] = set()
         for run in self.dataset.flow_runs:
             if run.parent_task_run_id is None:

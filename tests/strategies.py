@@ -12,7 +12,7 @@ from the dataset (ids, names, tags, timestamps) so that filters select some
 flows and not others, with foreign values mixed in. `parts` (not a strategy)
 narrows a request to its single conditions, which the test checks as well.
 
-Kept out of the data on purpose (by-design dialect differences, spec §3.2):
+Kept out of the data on purpose (docs/semantics.md#sqlite-and-postgresql):
 non-ASCII text and backslashes. Every name and `like` text is ASCII.
 """
 

@@ -1,4 +1,4 @@
-"""CountFlows agrees with ReadFlows (spec §2.6)."""
+"""CountFlows agrees with ReadFlows (docs/semantics.md#countflows)."""
 
 from __future__ import annotations
 

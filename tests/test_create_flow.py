@@ -1,4 +1,4 @@
-"""CreateFlow: get-or-create by name (spec §1, §2.1; checklist items 1, 2, 22–26)."""
+"""CreateFlow: get-or-create by name (docs/semantics.md#createflow, docs/semantics.md#names)."""
 
 from __future__ import annotations
 

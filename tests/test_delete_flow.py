@@ -1,4 +1,4 @@
-"""DeleteFlow and the database cascades (spec §2.7; checklist items 20, 21, 43)."""
+"""DeleteFlow and the database cascades (docs/semantics.md#cascades)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""Prefect's cross-entity filter matrix for flows, over gRPC (spec §4, §7 items 18, 36-38, 66-69).
+"""Prefect's cross-entity filter matrix for flows, over gRPC (docs/semantics.md#related-rows).
 
 The fixture is the data of the module fixture in Prefect's
 tests/server/models/test_filters.py, written down as records. The flow-count
-rows (item 66) are Prefect's numbers; every row also names the flows it must
+rows are Prefect's numbers; every row also names the flows it must
 return, so a wrong row is caught by id and not only by count. Rows of the
-flow-run, task-run and deployment tables (items 67-69) appear only where the
+flow-run, task-run and deployment tables (row ids prefixed 67, 68 and 69
+respectively) appear only where the
 same filters sent to the flow endpoints have a flow-level answer that follows
 from the fixture alone; their expected flows are derived here, and each says
 from what.
@@ -253,7 +254,7 @@ def case(case_id: str, filters: dict[str, Any], count: int, flows: set[str]) -> 
 F1, F2, F3, F4 = "f-1", "f-2", "f-3", "f-4"
 TASK_FAILED = {"state": {"type": {"any": ["FAILED"]}}}
 
-#: Item 66: Prefect's TestCountFlowsModels, row for row, with Prefect's counts.
+#: Prefect's TestCountFlowsModels, row for row, with Prefect's counts.
 FLOW_COUNT_ROWS = [
     case("no-filter", {}, 4, {F1, F2, F3, F4}),
     case("flow-name-any-f1-f2", {"flows": {"name": {"any": ["f-1", "f-2"]}}}, 2, {F1, F2}),
@@ -307,11 +308,11 @@ FLOW_COUNT_ROWS = [
     case("empty-flow-and-run-filters", {"flows": {}, "flow_runs": {}}, 4, {F1, F2, F3, F4}),
 ]
 
-#: Items 67-69: rows of the other tables whose filters the flow endpoints accept and that
-#: item 66 does not already hold. The count is the number of flows, derived from the
+#: Rows of the other tables whose filters the flow endpoints accept and that
+#: FLOW_COUNT_ROWS does not already hold. The count is the number of flows, derived from the
 #: fixture (the comment gives Prefect's count for the other entity and which rows make it).
 DERIVED_ROWS = [
-    # --- item 67, flow-run counts
+    # --- 67: flow-run counts
     # 12 runs, of every flow
     case("67-flow-name-like-f-", {"flows": {"name": {"like": "f-"}}}, 4, {F1, F2, F3, F4}),
     # 3 runs: of d-1-1 and d-1-2 ("_" is a wildcard; d-3-1 does not match), both of f-1
@@ -367,9 +368,9 @@ DERIVED_ROWS = [
         {F1, F2},
     ),
     # 1 run (fr-3-1 sits on the pool's queue); for flows the path is deployment d-3-1 of
-    # f-3, which sits on the same queue (spec §4)
+    # f-3, which sits on the same queue (docs/semantics.md#deployments-and-work-pools)
     case("67-work-pool-name-test-pool", {"work_pools": {"name": {"any": [WORK_POOL]}}}, 1, {F3}),
-    # --- item 68, task-run counts
+    # --- 68: task-run counts
     # 3 task runs, all of fr-1-1 (f-1)
     case("68-task-name-like-task-run", {"task_runs": {"name": {"like": "task-run"}}}, 1, {F1}),
     # 2 task runs: task-run-2 and task-run-2a, of fr-1-1 (f-1)
@@ -406,7 +407,7 @@ DERIVED_ROWS = [
         0,
         set(),
     ),
-    # --- item 69, deployment counts
+    # --- 69: deployment counts
     # 1 deployment, of f-1
     case("69-deployment-name-any-d-1-1", {"deployments": {"name": {"any": ["d-1-1"]}}}, 1, {F1}),
     # 3 deployments, of f-1 (two) and f-3
@@ -503,7 +504,7 @@ async def test_prefect_flow_count_matrix(
     count: int,
     flows: frozenset[str],
 ) -> None:
-    """Item 66: every row of Prefect's flow-count table holds over gRPC."""
+    """Every row of Prefect's flow-count table holds over gRPC."""
     await assert_selects(client, matrix, filters, count, flows)
 
 
@@ -515,19 +516,19 @@ async def test_other_tables_rows_as_flow_queries(
     count: int,
     flows: frozenset[str],
 ) -> None:
-    """Items 67-69: the same filters, asked of flows, select the flows owning the matches."""
+    """Other tables' filters, asked of flows, select the flows owning the matches."""
     await assert_selects(client, matrix, filters, count, flows)
 
 
 # ---------------------------------------------------------------------------
-# Items 18, 36, 37, 38: small cases with their own data
+# Small cases with their own data, after Prefect's flow model and API tests
 # ---------------------------------------------------------------------------
 
 
 async def test_deployment_filter_selects_its_flow_and_ands_with_the_flow_filter(
     client: FlowClient, seed: Seeder
 ) -> None:
-    """Item 18: a deployment filter reaches the deployment's flow; it is ANDed with a flow
+    """A deployment filter reaches the deployment's flow; it is ANDed with a flow
     filter, so a flow-id match plus an unknown deployment id selects nothing."""
     flow_id = await seed.flow("my-flow")
     await seed.flow("other-flow")
@@ -546,7 +547,7 @@ async def test_deployment_filter_selects_its_flow_and_ands_with_the_flow_filter(
 
 
 async def test_flow_run_id_filter_selects_the_owning_flow(client: FlowClient, seed: Seeder) -> None:
-    """Item 36: a flow-run id filter returns only the flow that owns the run."""
+    """A flow-run id filter returns only the flow that owns the run."""
     flow_1 = await seed.flow("my-flow-1", tags=["db", "blue"])
     await seed.flow("my-flow-2", tags=["db"])
     run_1 = await seed.flow_run(flow_1, "run-1")
@@ -560,7 +561,7 @@ async def test_flow_run_id_filter_selects_the_owning_flow(client: FlowClient, se
 async def test_task_run_id_filter_selects_the_flow_of_its_run(
     client: FlowClient, seed: Seeder
 ) -> None:
-    """Item 37: a task-run id filter returns only the flow whose run owns the task run."""
+    """A task-run id filter returns only the flow whose run owns the task run."""
     flow_1 = await seed.flow("my-flow-1", tags=["db", "blue"])
     await seed.flow("my-flow-2", tags=["db"])
     run_1 = await seed.flow_run(flow_1, "run-1")
@@ -575,7 +576,7 @@ async def test_task_run_id_filter_selects_the_flow_of_its_run(
 async def test_work_pool_filter_selects_flows_deployed_on_the_pool(
     client: FlowClient, seed: Seeder
 ) -> None:
-    """Item 38: a work-pool filter reaches flows through a deployment on one of the pool's
+    """A work-pool filter reaches flows through a deployment on one of the pool's
     queues; before any deployment exists, both flows are there and none is on the pool."""
     pool = await seed.work_pool("test-work-pool", type="test-type")
     await seed.work_queue(pool, "default")

@@ -2,7 +2,7 @@
 
 For random small datasets and random filter requests (tests/strategies.py), the
 server must select exactly the flows that tests/reference.py — written from
-the spec, not from the server — selects, count them consistently and return
+docs/semantics.md, not from the server — selects, count them consistently and return
 them in name order. Named regression cases below pin the subtle rules.
 """
 
@@ -178,7 +178,7 @@ async def test_read_and_count_flows_match_the_reference(
 
 # --- named regression cases ---------------------------------------------------------------
 #
-# Each case states its answer by hand (from the spec), so it checks the reference as
+# Each case states its answer by hand (from docs/semantics.md), so it checks the reference as
 # well as the server.
 
 T0 = strategies.BASE_TIME
@@ -473,7 +473,7 @@ async def test_named_case(
     filters: dict[str, Any],
     expected: list[str],
 ) -> None:
-    assert expected_names(dataset, filters) == expected, "the reference disagrees with the spec"
+    assert expected_names(dataset, filters) == expected, "the reference disagrees with the docs"
     await empty_tables(seed.engine)
     await load(seed, dataset)
     await check(client, dataset, filters)

@@ -1,4 +1,4 @@
-"""Prefect's filter quirks that users depend on, one named test each (spec §3, §4; issue 3).
+"""Prefect's filter quirks that users depend on, one named test each (docs/semantics.md#filters).
 
 Each test builds the few rows it needs and asks through ReadFlows and
 CountFlows, which must always agree.

@@ -1,4 +1,4 @@
-"""Observability (issue 6): Prometheus metrics, access logs, OpenTelemetry spans."""
+"""Observability: Prometheus metrics, access logs, OpenTelemetry spans."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""PostgreSQL as the scale-out backend (issue 4), and the differences between the two databases
-that FlowService keeps exactly as Prefect has them (spec §3.2, §2.5)."""
+"""PostgreSQL as the scale-out backend, and the differences between the two databases
+that FlowService keeps exactly as Prefect has them (docs/semantics.md#sqlite-and-postgresql)."""
 
 from __future__ import annotations
 

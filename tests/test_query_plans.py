@@ -1,4 +1,4 @@
-"""The migrations' indexes serve every filter path through related rows (issue 3).
+"""The migrations' indexes serve every filter path through related rows.
 
 A filter through flow runs must not scan every run of every flow. SQLite's
 plan is checked as is; PostgreSQL prefers sequential scans on tiny tables, so

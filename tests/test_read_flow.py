@@ -1,4 +1,4 @@
-"""ReadFlow and ReadFlowByName (spec §2.3, §2.4; checklist items 6–9, 30–33)."""
+"""ReadFlow and ReadFlowByName (docs/semantics.md#readflow-and-readflowbyname)."""
 
 from __future__ import annotations
 

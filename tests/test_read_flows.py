@@ -1,5 +1,8 @@
-"""ReadFlows with flow filters, sorting and paging (spec §2.5, §3.1–3.3 for FlowFilter;
-checklist items 10–17, 19, 34, 35, 39–42)."""
+"""ReadFlows with flow filters, sorting and paging.
+
+See docs/semantics.md#readflows, docs/semantics.md#sorting, docs/semantics.md#paging
+and, for FlowFilter, docs/semantics.md#filters.
+"""
 
 from __future__ import annotations
 

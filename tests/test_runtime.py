@@ -1,4 +1,4 @@
-"""Runtime behaviour for meshes and load balancers (issue 6): graceful shutdown, deadlines,
+"""Runtime behaviour for meshes and load balancers: graceful shutdown, deadlines,
 cancellation, message limits and worker processes."""
 
 from __future__ import annotations

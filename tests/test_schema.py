@@ -1,4 +1,6 @@
-"""The managed schema is Prefect 3.9.1's, and rows are stored in Prefect's formats (spec §5).
+"""The managed schema is Prefect 3.9.1's, and rows are stored in Prefect's formats.
+
+See docs/semantics.md#storage.
 
 `data/prefect-3.9.1/schema-sqlite.sql` is the schema a Prefect 3.9.1 server's
 own migrations produce (sqlite3 `.schema`, alembic head 27d8f4e1a6c9).

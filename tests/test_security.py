@@ -1,4 +1,4 @@
-"""Security (issue 6): bearer tokens, TLS and mutual TLS, and no secret in any log."""
+"""Security: bearer tokens, TLS and mutual TLS, and no secret in any log."""
 
 from __future__ import annotations
 

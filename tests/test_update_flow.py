@@ -1,4 +1,4 @@
-"""UpdateFlow: tags only, `updated` always (spec §1.4, §2.2; checklist items 3–5, 27–29)."""
+"""UpdateFlow: tags only, `updated` always (docs/semantics.md#updateflow)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The filter compiler: FlowService's filter messages become SQLAlchemy expressions.
 
-The meaning is Prefect 3.9.1's (spec §3, §4). Every filter message has one
+The meaning is Prefect 3.9.1's (docs/semantics.md#filters). Every filter message has one
 table from field name to rule, and a handful of rules build every predicate.
 What "absent", "present but empty" and "empty list" mean is decided once, in
 `_conditions` and `combine`:
@@ -91,7 +91,10 @@ def not_any_in(column: sa.ColumnElement[Any], parse: Parse = _text) -> Rule:
 
 
 def like(column: sa.ColumnElement[str]) -> Rule:
-    """Case-insensitive substring; `%` and `_` in the value stay wildcards (spec §3.2)."""
+    """Case-insensitive substring; `%` and `_` in the value stay wildcards.
+
+    See docs/semantics.md#like.
+    """
     return lambda value, path, v: column.ilike(f"%{value}%")
 
 
@@ -180,7 +183,7 @@ def deployment_or_flow_name_like(value: Any, path: str, violations: Violations) 
 def task_run_flow_run_id(
     message: f.TaskRunFilterFlowRunId, path: str, violations: Violations
 ) -> list[Clause]:
-    """Prefect's `is_null_` here defaults to false (spec §3.4, TaskRunFilterFlowRunId)."""
+    """Prefect's `is_null_` defaults to false (docs/semantics.md#task-runs-and-their-flow-run)."""
     if message.HasField("is_null") and message.is_null:
         return [task_run.c.flow_run_id.is_(None)]
     if message.HasField("any"):
@@ -381,7 +384,7 @@ FilterRequest = flow_service_pb2.ReadFlowsRequest | flow_service_pb2.CountFlowsR
 
 
 def where_for(request: FilterRequest, violations: Violations) -> list[Clause]:
-    """The flow query's WHERE conditions, all ANDed (spec §4).
+    """The flow query's WHERE conditions, all ANDed (docs/semantics.md#related-rows).
 
     Related-entity filters become semi-joins: `flow.id IN (SELECT flow_id …)`.
     That is the same as Prefect's correlated EXISTS (the flow_id columns are
@@ -437,7 +440,7 @@ def count_for(request: FilterRequest, violations: Violations) -> sa.Select[Any]:
     the runs themselves: count(DISTINCT flow_run.flow_id) equals the number
     of flows with such a run, because flow_run.flow_id is a NOT NULL foreign
     key to flow. It reads one index range instead of building the set of
-    flow ids and probing the flow table with it (spec performance notes).
+    flow ids and probing the flow table with it (docs/semantics.md#query-shapes).
     """
     about_flows = (
         request.HasField("flows")

@@ -1,7 +1,8 @@
 """Parsers for request values, each raising ValueError with a message a person can act on.
 
-They accept exactly what Prefect 3's API accepts (spec §1.2, §3.4, and the
+They accept exactly what Prefect 3's API accepts (names, state types and the
 UUID forms pydantic takes), so that a request valid for Prefect is valid here.
+The rules are in docs/semantics.md#names and docs/semantics.md#state-filters.
 """
 
 from __future__ import annotations

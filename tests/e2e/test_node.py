@@ -1,4 +1,4 @@
-"""FlowService from Node.js (@grpc/grpc-js + @grpc/proto-loader): issue 6.
+"""FlowService from Node.js (@grpc/grpc-js + @grpc/proto-loader).
 
 Why: the contract's well-known types (ListValue for `any`, Struct for labels,
 Timestamp bounds, FieldMask) must be usable from a dynamic, non-Python gRPC

@@ -1,7 +1,7 @@
 """The differential queries: each written once, as a Prefect `/flows/filter` body.
 
 `expect` is what Prefect should answer on the seed (flow names, in order),
-worked out by hand from `seed.py` and the spec. It is checked too, so that a
+worked out by hand from `seed.py` and docs/semantics.md. It is checked too, so that a
 change of the seed cannot quietly turn a query into one that selects
 everything or nothing; FlowService is compared with Prefect's actual answer.
 Placeholders such as `@flow:alpha-etl` or `@run:a-fail.start_time` are

@@ -1,4 +1,4 @@
-"""Every difference between SQLite and PostgreSQL, in one place (style M2).
+"""Every difference between SQLite and PostgreSQL, in one place.
 
 Callers build dialect-neutral expressions (`tags_have_all(column, values)`);
 the SQL each dialect gets is decided here, at compile time, so that the

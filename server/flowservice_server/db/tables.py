@@ -1,4 +1,6 @@
-"""The tables FlowService reads and writes, with Prefect 3's names (spec §5).
+"""The tables FlowService reads and writes, with Prefect 3's names.
+
+See docs/semantics.md#schema-names.
 
 These Core tables describe the columns the queries use; the migrations create
 the managed schema, and in Prefect mode the same names address the tables a

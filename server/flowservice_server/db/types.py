@@ -1,4 +1,4 @@
-"""Column types that store values exactly as Prefect 3 does (spec §5.1).
+"""Column types that store values exactly as Prefect 3 does (docs/semantics.md#storage).
 
 A database that a Prefect server wrote must read back correctly, and rows we
 write must be readable by Prefect, so the on-disk formats are Prefect's:

@@ -1,4 +1,6 @@
-"""Prefect's seven flow model functions (spec §2), as Core statements over a connection.
+"""Prefect's seven flow model functions, as Core statements over a connection.
+
+What each does is in docs/semantics.md#operations.
 
 Plain functions of a connection, run as units of work by `db.engine.Database`:
 the caller owns the connection and its transaction; nothing here commits.
@@ -113,6 +115,9 @@ def update_flow(
 
 
 def delete_flow(connection: sa.Connection, flow_id: uuid.UUID) -> bool:
-    """Delete the flow; the database's foreign keys cascade to runs and deployments (§2.7)."""
+    """Delete the flow; the database's foreign keys cascade to runs and deployments.
+
+    See docs/semantics.md#cascades.
+    """
     result = connection.execute(_DELETE, {"flow_id": flow_id})
     return result.rowcount == 1
