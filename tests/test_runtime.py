@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -112,6 +112,40 @@ async def test_a_50ms_deadline_on_a_waiting_write_is_deadline_exceeded_and_nothi
     assert await client.count_flows() == 0  # no work continued after the deadline
     await client.create_flow("afterwards")  # and the server is fine
     assert await client.count_flows() == 1
+
+
+async def test_a_write_that_ended_deadline_exceeded_is_safe_to_retry(
+    server: RunningServer, client: FlowClient
+) -> None:
+    """DEADLINE_EXCEEDED on a write means "outcome unknown" (it may have committed just
+    before the client gave up); a retry then leaves the state of exactly one write."""
+    outcomes: set[str] = set()
+
+    async def hurried(method: str, *args: Any, **kwargs: Any) -> None:
+        async with FlowClient(
+            f"127.0.0.1:{server.port}", timeout=0.001, options=NO_RETRIES
+        ) as impatient:
+            try:
+                await getattr(impatient, method)(*args, **kwargs)
+                outcomes.add("OK")
+            except RpcError as error:
+                outcomes.add(error.code.name)
+
+    for number in range(15):
+        name = f"retried-{number}"
+        await hurried("create_flow", name, tags=["first"])
+        flow, _ = await client.create_flow(name, tags=["first"])  # the retry
+        assert [f.name for f in await client.read_flows(flows={"name": {"any": [name]}})] == [name]
+        await hurried("update_flow", flow.id, tags=["second"])
+        assert list((await client.update_flow(flow.id, tags=["second"])).tags) == ["second"]
+        await hurried("delete_flow", flow.id)
+        try:
+            await client.delete_flow(flow.id)
+        except RpcError as error:  # the first attempt deleted it after all
+            outcomes.add(f"retried delete: {error.code.name}")
+        assert await client.count_flows(flows={"name": {"any": [name]}}) == 0
+    assert "DEADLINE_EXCEEDED" in outcomes  # the case this test is about did happen
+    assert outcomes <= {"OK", "DEADLINE_EXCEEDED", "retried delete: NOT_FOUND"}
 
 
 async def test_a_cancelled_call_stops_its_database_work(
