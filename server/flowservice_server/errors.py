@@ -1,7 +1,8 @@
-"""Errors and the one table that turns any exception into a gRPC status with details.
+"""Errors, and the one list of rules that turns any exception into a gRPC status with details.
 
 Request handling raises the typed errors below (or lets a database error
-through); `status_for` is the only place that picks a status code. Every
+through); `status_for` is the only place that picks a status code, for every
+refusal, authentication's included. Every
 status carries an `ErrorInfo` (AIP-193); INVALID_ARGUMENT adds `BadRequest`
 field violations, NOT_FOUND a `ResourceInfo`, UNAVAILABLE a `RetryInfo`.
 An unexpected exception becomes INTERNAL (never UNKNOWN) after its traceback
@@ -86,6 +87,10 @@ class MalformedRequestError(FlowServiceError):
     """The request bytes are not a valid message of the method's request type."""
 
 
+class UnauthenticatedError(FlowServiceError):
+    """The call carries no accepted credentials."""
+
+
 class Violations:
     """Collects field violations so that one response can report all of them."""
 
@@ -100,7 +105,7 @@ class Violations:
             raise InvalidArgumentError(self.items)
 
 
-# --- the table -------------------------------------------------------------------
+# --- the rules -------------------------------------------------------------------
 
 #: How long a client should wait before retrying UNAVAILABLE.
 RETRY_DELAY = duration_pb2.Duration(nanos=200_000_000)
@@ -148,6 +153,10 @@ def _malformed(error: BaseException) -> Outcome:
     return Outcome(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST", str(error))
 
 
+def _unauthenticated(error: BaseException) -> Outcome:
+    return Outcome(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED", str(error))
+
+
 def _unavailable(error: BaseException) -> Outcome:
     log.warning("database unavailable: %s", failure_detail(error))
     return Outcome(
@@ -186,10 +195,11 @@ def _internal(error: BaseException) -> Outcome:
 
 
 #: First match wins; anything unmatched is INTERNAL.
-TABLE: list[tuple[Callable[[BaseException], bool], Callable[[BaseException], Outcome]]] = [
+OUTCOME_RULES: list[tuple[Callable[[BaseException], bool], Callable[[BaseException], Outcome]]] = [
     (lambda e: isinstance(e, InvalidArgumentError), _invalid_argument),
     (lambda e: isinstance(e, NotFoundError), _not_found),
     (lambda e: isinstance(e, MalformedRequestError), _malformed),
+    (lambda e: isinstance(e, UnauthenticatedError), _unauthenticated),
     (lambda e: isinstance(e, TimeoutError | asyncio.TimeoutError), _deadline_exceeded),
     (lambda e: classify(e) is Failure.UNAVAILABLE, _unavailable),
     (lambda e: classify(e) is Failure.DEADLINE, _deadline_exceeded),
@@ -198,7 +208,7 @@ TABLE: list[tuple[Callable[[BaseException], bool], Callable[[BaseException], Out
 
 
 def outcome_for(error: BaseException) -> Outcome:
-    for matches, build in TABLE:
+    for matches, build in OUTCOME_RULES:
         if matches(error):
             return build(error)
     return _internal(error)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -22,7 +24,9 @@ Resp = TypeVar("Resp")
 Continuation = Callable[
     [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Req, Resp] | None"]
 ]
-AsyncBehavior = Callable[[Req, "grpc.aio.ServicerContext[Req, Resp]"], Awaitable[Resp]]
+Context = grpc.aio.ServicerContext
+UnaryBehavior = Callable[[Req, "grpc.aio.ServicerContext[Req, Resp]"], Awaitable[Resp]]
+StreamBehavior = Callable[[Req, "grpc.aio.ServicerContext[Req, Resp]"], AsyncIterator[Resp]]
 
 
 class HandlerCache:
@@ -55,10 +59,14 @@ class HandlerCache:
         return derived
 
 
-class UnaryInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the behaviour of every unary-unary method, once per method.
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Runs every call of a unary or server-streaming method inside `scope`.
 
-    Subclasses say how in `wrap`; other kinds of method pass through as they are.
+    One scope serves both kinds: a unary call is awaited inside it and a
+    streaming call is iterated inside it, so an exception a stream raises
+    after its first responses meets the same handling as a unary one. Each
+    method's handler is wrapped once. Client-streaming methods (only
+    reflection's) pass through as they are.
     """
 
     def __init__(self) -> None:
@@ -70,7 +78,7 @@ class UnaryInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
             return handler
         method = handler_call_details.method
         return self._cache.get(handler, lambda inner: self._wrapped(inner, method))
@@ -78,14 +86,54 @@ class UnaryInterceptor(grpc.aio.ServerInterceptor):
     def _wrapped(
         self, handler: grpc.RpcMethodHandler[Req, Resp], method: str
     ) -> grpc.RpcMethodHandler[Req, Resp]:
-        behavior = cast("AsyncBehavior[Req, Resp]", handler.unary_unary)  # the stub says sync
-        return grpc.unary_unary_rpc_method_handler(
-            self.wrap(method, behavior),
-            request_deserializer=self.request_deserializer(method, handler.request_deserializer),
+        deserializer = self.request_deserializer(method, handler.request_deserializer)
+        behavior: Any = handler.unary_unary or handler.unary_stream
+        wrapped = (
+            self._around_generator(method, behavior)
+            if inspect.isasyncgenfunction(behavior)
+            else self._around_coroutine(method, behavior)
+        )
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary is not None
+            else grpc.unary_stream_rpc_method_handler
+        )
+        return make(
+            wrapped,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    def wrap(self, method: str, behavior: AsyncBehavior[Req, Resp]) -> AsyncBehavior[Req, Resp]:
+    def _around_coroutine(
+        self, method: str, behavior: UnaryBehavior[Req, Resp]
+    ) -> UnaryBehavior[Req, Resp]:
+        """A unary call, or a stream written with `context.write` (health's Watch)."""
+        scope = self.scope
+
+        async def call(request: Req, context: Context[Req, Resp]) -> Resp:
+            async with scope(method, request, context):
+                return await behavior(request, context)
+            raise AssertionError("not reached: a scope never swallows an exception")
+
+        return call
+
+    def _around_generator(
+        self, method: str, behavior: StreamBehavior[Req, Resp]
+    ) -> StreamBehavior[Req, Resp]:
+        """A stream whose responses are yielded."""
+        scope = self.scope
+
+        async def call(request: Req, context: Context[Req, Resp]) -> AsyncIterator[Resp]:
+            async with scope(method, request, context):
+                async for response in behavior(request, context):
+                    yield response
+
+        return call
+
+    def scope(
+        self, method: str, request: Any, context: Context[Any, Any]
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """What surrounds one call; exceptions of the call pass through it."""
         raise NotImplementedError
 
     def request_deserializer(
@@ -124,8 +172,8 @@ def _decode_within_limits(
     return deserialize
 
 
-class ErrorStatusInterceptor(UnaryInterceptor):
-    """Ends every failed unary call with the status `errors.status_for` picks.
+class ErrorStatusInterceptor(CallInterceptor):
+    """Ends every failed call with the status `errors.status_for` picks.
 
     Servicer methods simply raise; nothing else calls `context.abort`. An abort
     made by a library servicer (health's NOT_FOUND, say) passes through as is.
@@ -133,19 +181,18 @@ class ErrorStatusInterceptor(UnaryInterceptor):
     and requests past the bounds in `limits`, are INVALID_ARGUMENT.
     """
 
-    def wrap(self, method: str, behavior: AsyncBehavior[Req, Resp]) -> AsyncBehavior[Req, Resp]:
-        async def guarded(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
-            try:
-                if isinstance(request, _Refused):
-                    raise request.error
-                return await behavior(request, context)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as error:  # the table maps every exception
-                await context.abort_with_status(status_for(error))
-                raise  # not reached: abort_with_status raises AbortError
-
-        return guarded
+    @contextlib.asynccontextmanager
+    async def scope(
+        self, method: str, request: Any, context: Context[Any, Any]
+    ) -> AsyncIterator[None]:
+        try:
+            if isinstance(request, _Refused):
+                raise request.error
+            yield
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001  # the rules map every exception to a status
+            await context.abort_with_status(status_for(error))
 
     def request_deserializer(
         self, method: str, deserializer: Callable[[bytes], Any] | None

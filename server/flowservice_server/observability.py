@@ -28,14 +28,13 @@ import grpc.aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from flowservice_server.interceptors import UnaryInterceptor
+from flowservice_server.interceptors import CallInterceptor
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from wsgiref.simple_server import WSGIServer
 
     from sqlalchemy.pool import Pool
-
-    from flowservice_server.interceptors import AsyncBehavior, Req, Resp
 
 access_log = logging.getLogger("flowservice.access")
 
@@ -177,8 +176,9 @@ def _final_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
-class ObservabilityInterceptor(UnaryInterceptor):
-    """Times every unary call and reports it to the access log, metrics and tracing."""
+class ObservabilityInterceptor(CallInterceptor):
+    """Times every call, unary or streaming, and reports it to the access log, metrics and
+    tracing; a stream is timed from its request to its status."""
 
     def __init__(
         self, *, access_log_enabled: bool, metrics: Metrics | None, tracing: Tracing | None
@@ -188,29 +188,27 @@ class ObservabilityInterceptor(UnaryInterceptor):
         self._metrics = metrics
         self._tracing = tracing
 
-    def wrap(self, method: str, behavior: AsyncBehavior[Req, Resp]) -> AsyncBehavior[Req, Resp]:
-        async def observed(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            tracing = self._tracing
-            with tracing.span(method, context) if tracing else contextlib.nullcontext() as span:
-                try:
-                    return await behavior(request, context)
-                except grpc.aio.AbortError:
-                    code = _final_code(context)
-                    raise
-                except asyncio.CancelledError:
-                    expired = (context.time_remaining() or 1.0) <= 0
-                    code = (
-                        grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
-                    )
-                    raise
-                finally:
-                    if tracing is not None:
-                        tracing.finish(span, code)
-                    self._report(method, code, time.perf_counter() - started, context)
-
-        return observed
+    @contextlib.asynccontextmanager
+    async def scope(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        tracing = self._tracing
+        with tracing.span(method, context) if tracing else contextlib.nullcontext() as span:
+            try:
+                yield
+            except grpc.aio.AbortError:
+                code = _final_code(context)
+                raise
+            except asyncio.CancelledError:
+                expired = (context.time_remaining() or 1.0) <= 0
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                if tracing is not None:
+                    tracing.finish(span, code)
+                self._report(method, code, time.perf_counter() - started, context)
 
     def _report(
         self,

@@ -14,11 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
-from flowservice_server.errors import DOMAIN
+from flowservice_server.errors import UnauthenticatedError, status_for
 from flowservice_server.interceptors import HandlerCache
 
 if TYPE_CHECKING:
@@ -41,14 +38,6 @@ def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
-
-
-def _unauthenticated(message: str) -> grpc.Status:
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason="UNAUTHENTICATED", domain=DOMAIN))
-    status = status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=message, details=[info])
-    converted: grpc.Status = rpc_status.to_status(status)
-    return converted
 
 
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
@@ -92,8 +81,10 @@ def _refusing(
     handler: grpc.RpcMethodHandler[Req, Resp], method: str
 ) -> grpc.RpcMethodHandler[Req, Resp]:
     """A handler of the same shape that ends the call with UNAUTHENTICATED."""
-    status = _unauthenticated(
-        "missing or invalid bearer token: send metadata 'authorization: Bearer <token>'"
+    status = status_for(
+        UnauthenticatedError(
+            "missing or invalid bearer token: send metadata 'authorization: Bearer <token>'"
+        )
     )
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
