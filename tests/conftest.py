@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from flowservice.client import FlowClient
 from flowservice_server.app import RunningServer, start_server
 from flowservice_server.config import DatabaseSettings, Settings
-from flowservice_server.db.engine import open_database
+from flowservice_server.db.factory import open_database
 from tests.factories import Seeder
 from tests.helpers import direct_engine, run_sync
 from tests.postgres import admin

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from flowservice.client import RpcError
-from flowservice_server.db.dialect import prepare_sqlite
+from flowservice_server.db.sqlite_engine import prepare_sqlite
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Coroutine

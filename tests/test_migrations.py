@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from flowservice_server.config import DatabaseSettings
-from flowservice_server.db.engine import open_database
+from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, alembic_config
 
 HEAD = "0004"

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from flowservice.client import FlowClient, RpcError
 from flowservice_server.app import RunningServer, start_server
 from flowservice_server.config import DatabaseSettings, Settings
-from flowservice_server.db.engine import open_database
+from flowservice_server.db.factory import open_database
 from tests.helpers import expect_error
 from tests.postgres import admin, prefect_schema_statements
 from tests.processes import start

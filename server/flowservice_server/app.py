@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import observability, reflection, security
-from flowservice_server.db.engine import Database, open_database
+from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
 from flowservice_server.interceptors import ErrorStatusInterceptor
 from flowservice_server.servicer import FlowServiceServicer
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from flowservice_server.config import GrpcSettings, Settings
+    from flowservice_server.db.engine import Database
 
 log = logging.getLogger(__name__)
 

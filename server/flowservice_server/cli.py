@@ -9,10 +9,9 @@ import os
 from typing import TYPE_CHECKING
 
 from flowservice_server import app, config, observability, supervisor
-from flowservice_server.db.dialect import take_migration_lock
-from flowservice_server.db.engine import open_database
+from flowservice_server.db.factory import open_database
 from flowservice_server.db.indexes import add_indexes, drop_indexes
-from flowservice_server.db.migrate import refuse_managed_schema
+from flowservice_server.db.migrate import refuse_managed_schema, take_migration_lock
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

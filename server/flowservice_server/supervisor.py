@@ -26,7 +26,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from flowservice_server import app, observability
-from flowservice_server.db.engine import open_database
+from flowservice_server.db.factory import open_database
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess

@@ -1,8 +1,14 @@
-"""Every difference between SQLite and PostgreSQL, in one place.
+"""SQL that differs between SQLite and PostgreSQL, and what each one's errors mean.
 
 Callers build dialect-neutral expressions (`tags_have_all(column, values)`);
 the SQL each dialect gets is decided here, at compile time, so that the
-filter compiler never asks which database it runs on.
+filter compiler never asks which database it runs on. `classify` names what
+a database error means for the call that met it, for both backends.
+
+The other differences live beside what they concern: column types that
+store differently in `db.types`, each backend's connections and units of
+work in `db.sqlite_engine` and `db.postgres_engine`, the migration lock in
+`db.migrate`, and DDL that differs in the migrations themselves.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import enum
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -172,102 +178,6 @@ def _pg_tags_are_empty(element: tags_are_empty, compiler: SQLCompiler, **kw: Any
     return f"({column} = '[]'::jsonb)"
 
 
-# --- connections ---------------------------------------------------------------
-
-
-def sqlite_engine_arguments() -> dict[str, Any]:
-    """Extra `create_engine` arguments for SQLite (Python's sqlite3 driver)."""
-    # pysqlite then opens a transaction with BEGIN IMMEDIATE right before the
-    # first INSERT/UPDATE/DELETE, so a write takes the database's write lock
-    # up front instead of failing to upgrade a read lock later, and plain
-    # reads run without a transaction. A local file needs no pre-ping: it
-    # would only add a round trip to every call. Nor a reset on return: a read
-    # never opens a transaction here, and a write's unit of work ends its own.
-    return {
-        "connect_args": {"isolation_level": "IMMEDIATE"},
-        "pool_pre_ping": False,
-        "pool_reset_on_return": None,
-    }
-
-
-def prepare_sqlite(*, busy_timeout: float) -> Callable[[Any, Any], None]:
-    """The hook that prepares each new SQLite connection."""
-    busy_timeout_ms = round(busy_timeout * 1000)
-
-    def prepare(dbapi_connection: Any, record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        # WAL: readers never block the writer nor the writer them.
-        cursor.execute("PRAGMA journal_mode = WAL")
-        # Prefect relies on FK cascades to delete a flow's runs and deployments.
-        cursor.execute("PRAGMA foreign_keys = ON")
-        # A writer from another process waits this long for the lock.
-        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        record.info[_CURRENT_BUSY] = busy_timeout_ms
-        # In WAL mode NORMAL is durable across application crashes; only a
-        # power loss can lose the last commits.
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        # Prefect's page cache size (about 80 MB with 4 KiB pages).
-        cursor.execute("PRAGMA cache_size = 20000")
-        cursor.close()
-
-    return prepare
-
-
-#: SQLite waits for another process's write lock this long per attempt.
-SQLITE_BUSY_SLICE_MS = 50
-
-
-def wait_for_other_writers(connection: sa.Connection, seconds: float | None) -> None:
-    """SQLite: a write waits for another process's lock for one short slice at most.
-
-    The unit of work retries (see `db.sqlite_engine`) until the busy timeout
-    or the deadline; reads never wait.
-    """
-    slice_ms = SQLITE_BUSY_SLICE_MS
-    if seconds is not None:
-        slice_ms = max(1, min(slice_ms, int(seconds * 1000)))
-    if connection.info.get(_CURRENT_BUSY) != slice_ms:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {slice_ms}")
-        connection.info[_CURRENT_BUSY] = slice_ms
-
-
-def statement_timeout(connection: sa.Connection, seconds: float | None) -> None:
-    """PostgreSQL: the transaction's statements (and lock waits) end at the call's deadline."""
-    if seconds is not None:
-        milliseconds = max(1, int(seconds * 1000))
-        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
-
-
-def is_busy(error: BaseException) -> bool:
-    """SQLite could not get the write lock within the busy timeout."""
-    original = getattr(error, "orig", None)
-    return isinstance(original, sqlite3.OperationalError) and str(original).startswith(
-        _SQLITE_BUSY[:2]
-    )
-
-
-_CURRENT_BUSY = "flowservice_busy_ms"
-
-
-def take_migration_lock(connection: sa.Connection) -> None:
-    """Serialise schema changes across processes until the caller's transaction ends.
-
-    Several servers may start at once on one database; the first migrates and
-    the others then find the schema current. `flowservice indexes` takes the
-    same lock.
-    """
-    if connection.dialect.name == "sqlite":
-        # SQLite's DDL is transactional once a transaction is open, and
-        # IMMEDIATE takes the write lock now (waiting up to busy_timeout).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
-
-
-# A fixed 64-bit key for PostgreSQL's advisory lock ("flowsvc1" as bytes).
-_MIGRATION_LOCK_KEY = int.from_bytes(b"flowsvc1", "big") - 2**63
-
-
 # --- failures ------------------------------------------------------------------
 
 
@@ -316,3 +226,11 @@ def failure_detail(error: BaseException) -> str:
     original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
     text = str(original).splitlines()[0] if str(original) else type(original).__name__
     return text.removeprefix("(sqlalchemy.dialects.postgresql.asyncpg.Error) ")
+
+
+def is_busy(error: BaseException) -> bool:
+    """SQLite could not get the write lock within the busy timeout."""
+    original = getattr(error, "orig", None)
+    return isinstance(original, sqlite3.OperationalError) and str(original).startswith(
+        _SQLITE_BUSY[:2]
+    )

@@ -20,21 +20,13 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, TypeVar
 
-import sqlalchemy as sa
-
-from flowservice_server.db.migrate import (
-    check_prefect_schema,
-    check_sqlite_file,
-    upgrade_to_head,
-)
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import sqlalchemy as sa
     from sqlalchemy.engine import Dialect
     from sqlalchemy.pool import Pool
 
-    from flowservice_server.config import DatabaseSettings
 
 T = TypeVar("T")
 
@@ -76,27 +68,6 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
-
-
-async def open_database(settings: DatabaseSettings, *, migrate: bool) -> Database:
-    """Connect; migrate the managed schema when `migrate` is set, else check Prefect's."""
-    # The backends import this module for `Database`: import them when needed.
-    from flowservice_server.db.postgres_engine import PostgresDatabase  # noqa: PLC0415
-    from flowservice_server.db.sqlite_engine import SqliteDatabase  # noqa: PLC0415
-
-    backend = sa.make_url(settings.url).get_backend_name()
-    if backend == "sqlite":
-        check_sqlite_file(settings.url, prefect_mode=not migrate)
-    database: Database = (
-        SqliteDatabase(settings) if backend == "sqlite" else PostgresDatabase(settings)
-    )
-    try:
-        await database.maintain(upgrade_to_head if migrate else check_prefect_schema)
-        await database.ping()
-    except BaseException:
-        await database.close()
-        raise
-    return database
 
 
 def _select_one(connection: sa.Connection) -> None:

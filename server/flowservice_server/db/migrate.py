@@ -20,7 +20,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, inspect, make_url
 from sqlalchemy.pool import NullPool
 
-from flowservice_server.db.dialect import take_migration_lock
 from flowservice_server.db.tables import metadata
 
 log = logging.getLogger(__name__)
@@ -28,6 +27,25 @@ log = logging.getLogger(__name__)
 VERSION_TABLE = "flowservice_alembic_version"
 PREFECT_VERSION_TABLE = "alembic_version"
 SCRIPT_LOCATION = "flowservice_server:migrations"
+
+
+def take_migration_lock(connection: Connection) -> None:
+    """Serialise schema changes across processes until the caller's transaction ends.
+
+    Several servers may start at once on one database; the first migrates and
+    the others then find the schema current. `flowservice indexes` takes the
+    same lock.
+    """
+    if connection.dialect.name == "sqlite":
+        # SQLite's DDL is transactional once a transaction is open, and
+        # IMMEDIATE takes the write lock now (waiting up to busy_timeout).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+
+
+# A fixed 64-bit key for PostgreSQL's advisory lock ("flowsvc1" as bytes).
+_MIGRATION_LOCK_KEY = int.from_bytes(b"flowsvc1", "big") - 2**63
 
 
 class ForeignSchemaError(Exception):

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from flowservice_server.db import dialect
 from flowservice_server.db.engine import (
     Database,
     cancel_after,
@@ -30,6 +29,13 @@ if TYPE_CHECKING:
     from flowservice_server.config import DatabaseSettings
 
 T = TypeVar("T")
+
+
+def statement_timeout(connection: sa.Connection, seconds: float | None) -> None:
+    """PostgreSQL: the transaction's statements (and lock waits) end at the call's deadline."""
+    if seconds is not None:
+        milliseconds = max(1, int(seconds * 1000))
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
 
 
 class PostgresDatabase(Database):
@@ -66,7 +72,7 @@ class PostgresDatabase(Database):
         deadline = deadline_after(time_left)
 
         def unit(connection: sa.Connection) -> T:
-            dialect.statement_timeout(connection, remaining(deadline))
+            statement_timeout(connection, remaining(deadline))
             result = work(connection)
             if write and expired(deadline):
                 raise TimeoutError  # too late: roll back rather than commit
