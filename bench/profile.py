@@ -1,14 +1,16 @@
 """Profile FlowService under load with py-spy: where does a call's CPU time go?
 
-    .venv/bin/python bench/profile.py                      # the default operations, c=16
+    .venv/bin/python bench/profile.py                      # the profiles RESULTS.md cites
     .venv/bin/python bench/profile.py --op "ReadFlow (by id)" --seconds 15
 
 Starts FlowService (pinned to CPU 0) on a copy of the default data set, drives
 one operation at a time with load_grpc.py (CPU 1) and records it with py-spy
 (`--nonblocking`, on CPU 1): a flame graph (SVG) per operation, and a text
 summary of CPU time by layer (gRPC, SQLAlchemy, the SQLite unit-of-work
-thread, asyncio, protobuf, FlowService's own code) and by function, in bench/profiles/. py-spy is
-installed into a scratch venv under bench/.cache on first use (from PyPI).
+thread, asyncio, protobuf, FlowService's own code) and by function, in
+bench/profiles/. By default: the three operations whose profiles RESULTS.md
+cites, c=16, py-spy at 200 Hz for 8 s. py-spy is installed into a scratch venv
+under bench/.cache on first use (from PyPI).
 """
 
 from __future__ import annotations
@@ -36,14 +38,8 @@ OUT = BENCH / "profiles"
 PYSPY_VENV = BENCH / ".cache" / "pyspy-venv"
 PYSPY = PYSPY_VENV / "bin" / "py-spy"
 FS_PYTHON = BENCH.parent / ".venv" / "bin" / "python"
-DEFAULT_OPS = (
-    "ReadFlow (by id)",
-    "ReadFlows: no filter (200 rows)",
-    "ReadFlows: tags all [prod, etl]",
-    "CountFlows: no filter",
-    "CreateFlow: new name",
-    "UpdateFlow (tags)",
-)
+#: The operations whose profiles RESULTS.md cites.
+DEFAULT_OPS = ("ReadFlow (by id)", "ReadFlows: no filter (200 rows)", "CreateFlow: new name")
 #: file-path fragment -> layer, first match wins
 LAYERS = (
     ("flowservice_server/db/sqlite_engine", "FlowService SQLite unit-of-work thread"),
@@ -125,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--op", action="append", help="operation name (repeatable)")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds recorded")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     args = parser.parse_args()
     pyspy = ensure_pyspy()
