@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -163,36 +164,37 @@ def main() -> None:
             )
             time.sleep(2.5)  # past the settle check and the warm-up
             base = OUT / slug(name)
-            recorders = [
-                subprocess.Popen(  # noqa: S603
-                    [
-                        taskset(),
-                        "-c",
-                        "1",
-                        str(pyspy),
-                        "record",
-                        "--pid",
-                        str(server.pid),
-                        "--nonblocking",  # do not pause the server per sample
-                        "--rate",
-                        str(args.rate),
-                        "--duration",
-                        str(int(args.seconds)),
-                        "--format",
-                        fmt,
-                        "-o",
-                        str(out),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=open(WORK / f"py-spy-{fmt}.log", "w"),  # noqa: SIM115
-                )
-                for fmt, out in (
-                    ("flamegraph", base.with_suffix(".svg")),
-                    ("raw", base.with_suffix(".txt")),
-                )
-            ]
-            for recorder in recorders:
-                recorder.wait()
+            with contextlib.ExitStack() as logs:
+                recorders = [
+                    subprocess.Popen(  # noqa: S603
+                        [
+                            taskset(),
+                            "-c",
+                            "1",
+                            str(pyspy),
+                            "record",
+                            "--pid",
+                            str(server.pid),
+                            "--nonblocking",  # do not pause the server per sample
+                            "--rate",
+                            str(args.rate),
+                            "--duration",
+                            str(int(args.seconds)),
+                            "--format",
+                            fmt,
+                            "-o",
+                            str(out),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=logs.enter_context(open(WORK / f"py-spy-{fmt}.log", "w")),
+                    )
+                    for fmt, out in (
+                        ("flamegraph", base.with_suffix(".svg")),
+                        ("raw", base.with_suffix(".txt")),
+                    )
+                ]
+                for recorder in recorders:
+                    recorder.wait()
             stdout, _ = load.communicate()
             result = json.loads(stdout)["results"][0]
             text = (
