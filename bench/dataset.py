@@ -5,8 +5,8 @@ hours, and both servers must read the very same rows. So the schema comes from
 Prefect's own migrations and the rows are generated here, deterministically
 (seeded), in the exact text forms Prefect writes on SQLite: lower-case
 hyphenated UUIDs, UTC 'YYYY-MM-DD HH:MM:SS.ffffff' timestamps, `json.dumps`
-text with default separators, booleans 0/1, state-type names. Loading into a
-database is `load_sqlite.py`'s and `load_postgres.py`'s job.
+text with default separators, booleans 0/1, state-type names. Loading them into
+a database is `databases.py`'s job.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ STATE_NAMES: dict[str, tuple[str, ...]] = {
     "CANCELLING": ("Cancelling",),
 }
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
-STARTED = frozenset({"RUNNING", "PAUSED", "CANCELLING"}) | TERMINAL
 
 TAG_POOL = (
     "prod",

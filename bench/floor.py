@@ -15,7 +15,6 @@ import datetime
 import json
 import os
 import sqlite3
-import sys
 import threading
 import time
 import uuid
@@ -242,19 +241,3 @@ def statements_text(item: Captured) -> str:
     return "\n\n".join(
         f"{sql}\n-- parameters: {json.dumps(params)}" for sql, params in item.statements
     )
-
-
-if __name__ == "__main__":  # quick manual check: python floor.py DB FLOW_ID
-    found = capture(
-        f"sqlite+aiosqlite:///{sys.argv[1]}",
-        [
-            {"name": "ReadFlow", "kind": "read_flow"},
-            {"name": "ReadFlows", "kind": "read_flows", "body": {}},
-        ],
-        (sys.argv[2], ""),
-        Path(sys.argv[1]).parent,
-    )
-    for key, value in found.items():
-        print(key, value.setup, statements_text(value))
-        print(measure_sqlite(Path(sys.argv[1]), value, duration=1))
-        print("\n".join(sqlite_plans(Path(sys.argv[1]), value)))

@@ -1,20 +1,23 @@
 """Profile FlowService under load with py-spy: where does a call's CPU time go?
 
-    .venv/bin/python bench/profile.py                      # the default operations, c=16
+    .venv/bin/python bench/profile.py                      # the profiles RESULTS.md cites
     .venv/bin/python bench/profile.py --op "ReadFlow (by id)" --seconds 15
 
 Starts FlowService (pinned to CPU 0) on a copy of the default data set, drives
 one operation at a time with load_grpc.py (CPU 1) and records it with py-spy
 (`--nonblocking`, on CPU 1): a flame graph (SVG) per operation, and a text
 summary of CPU time by layer (gRPC, SQLAlchemy, the SQLite unit-of-work
-thread, asyncio, protobuf, FlowService's own code) and by function, in bench/profiles/. py-spy is
-installed into a scratch venv under bench/.cache on first use (from PyPI).
+thread, asyncio, protobuf, FlowService's own code) and by function, in
+bench/profiles/. By default: the three operations whose profiles RESULTS.md
+cites, c=16, py-spy at 200 Hz for 8 s. py-spy is installed into a scratch venv
+under bench/.cache on first use (from PyPI).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -36,14 +39,8 @@ OUT = BENCH / "profiles"
 PYSPY_VENV = BENCH / ".cache" / "pyspy-venv"
 PYSPY = PYSPY_VENV / "bin" / "py-spy"
 FS_PYTHON = BENCH.parent / ".venv" / "bin" / "python"
-DEFAULT_OPS = (
-    "ReadFlow (by id)",
-    "ReadFlows: no filter (200 rows)",
-    "ReadFlows: tags all [prod, etl]",
-    "CountFlows: no filter",
-    "CreateFlow: new name",
-    "UpdateFlow (tags)",
-)
+#: The operations whose profiles RESULTS.md cites.
+DEFAULT_OPS = ("ReadFlow (by id)", "ReadFlows: no filter (200 rows)", "CreateFlow: new name")
 #: file-path fragment -> layer, first match wins
 LAYERS = (
     ("flowservice_server/db/sqlite_engine", "FlowService SQLite unit-of-work thread"),
@@ -125,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--op", action="append", help="operation name (repeatable)")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds recorded")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     args = parser.parse_args()
     pyspy = ensure_pyspy()
@@ -167,36 +164,37 @@ def main() -> None:
             )
             time.sleep(2.5)  # past the settle check and the warm-up
             base = OUT / slug(name)
-            recorders = [
-                subprocess.Popen(  # noqa: S603
-                    [
-                        taskset(),
-                        "-c",
-                        "1",
-                        str(pyspy),
-                        "record",
-                        "--pid",
-                        str(server.pid),
-                        "--nonblocking",  # do not pause the server per sample
-                        "--rate",
-                        str(args.rate),
-                        "--duration",
-                        str(int(args.seconds)),
-                        "--format",
-                        fmt,
-                        "-o",
-                        str(out),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=open(WORK / f"py-spy-{fmt}.log", "w"),  # noqa: SIM115
-                )
-                for fmt, out in (
-                    ("flamegraph", base.with_suffix(".svg")),
-                    ("raw", base.with_suffix(".txt")),
-                )
-            ]
-            for recorder in recorders:
-                recorder.wait()
+            with contextlib.ExitStack() as logs:
+                recorders = [
+                    subprocess.Popen(  # noqa: S603
+                        [
+                            taskset(),
+                            "-c",
+                            "1",
+                            str(pyspy),
+                            "record",
+                            "--pid",
+                            str(server.pid),
+                            "--nonblocking",  # do not pause the server per sample
+                            "--rate",
+                            str(args.rate),
+                            "--duration",
+                            str(int(args.seconds)),
+                            "--format",
+                            fmt,
+                            "-o",
+                            str(out),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=logs.enter_context(open(WORK / f"py-spy-{fmt}.log", "w")),
+                    )
+                    for fmt, out in (
+                        ("flamegraph", base.with_suffix(".svg")),
+                        ("raw", base.with_suffix(".txt")),
+                    )
+                ]
+                for recorder in recorders:
+                    recorder.wait()
             stdout, _ = load.communicate()
             result = json.loads(stdout)["results"][0]
             text = (
