@@ -19,6 +19,7 @@ from flowservice.v1 import flow_service_pb2 as s
 from flowservice_server import filters
 from flowservice_server.db.tables import flow
 from flowservice_server.errors import Violations
+from flowservice_server.models.flows import flow_conditions
 from tests.helpers import direct_engine
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ async def plan_for(database_url: str, request_json: dict[str, Any]) -> str:
     request = json_format.ParseDict(request_json, s.ReadFlowsRequest())
     query = (  # the name column: its text type leaves EXPLAIN's rows unconverted
         sa.select(flow.c.name)
-        .where(*filters.where_for(request, Violations()))
+        .where(*flow_conditions(filters.flow_filters(request, Violations())))
         .order_by(flow.c.name)
         .limit(200)
     )

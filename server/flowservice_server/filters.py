@@ -20,29 +20,21 @@ The compiler only builds expressions; it never touches a connection.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import sqlalchemy as sa
 from google.protobuf import struct_pb2
 
-from flowservice.v1 import filters_pb2 as f
-from flowservice.v1 import flow_service_pb2
+from flowservice.v1 import filters_pb2, flow_service_pb2
 from flowservice_server.db.dialect import tags_are_empty, tags_have_all, tags_have_any
-from flowservice_server.db.tables import (
-    deployment,
-    flow,
-    flow_run,
-    task_run,
-    work_pool,
-    work_queue,
-)
+from flowservice_server.db.tables import deployment, flow, flow_run, task_run, work_pool
 from flowservice_server.errors import Violations
+from flowservice_server.models.flows import Clause, FlowFilters
 from flowservice_server.parsing import parse_state_type, parse_timestamp, parse_uuid
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-Clause = sa.ColumnElement[bool]
 Rule = Callable[[Any, str, Violations], Clause | None]
 Parse = Callable[[str], Any]
 
@@ -181,7 +173,7 @@ def deployment_or_flow_name_like(value: Any, path: str, violations: Violations) 
 
 
 def task_run_flow_run_id(
-    message: f.TaskRunFilterFlowRunId, path: str, violations: Violations
+    message: filters_pb2.TaskRunFilterFlowRunId, path: str, violations: Violations
 ) -> list[Clause]:
     """Prefect's `is_null_` defaults to false (docs/semantics.md#task-runs-and-their-flow-run)."""
     if message.HasField("is_null") and message.is_null:
@@ -200,121 +192,127 @@ _created_by = flow_run.c.created_by
 #: field -> rule for each filter message. A field without a rule is a
 #: sub-filter: `_conditions` descends into it.
 TABLES: dict[type[Message], Mapping[str, Rule]] = {
-    f.FlowFilter: {},
-    f.FlowFilterId: {
+    filters_pb2.FlowFilter: {},
+    filters_pb2.FlowFilterId: {
         "any": any_in(flow.c.id, parse_uuid),
         "not_any": not_any_in(flow.c.id, parse_uuid),
     },
-    f.FlowFilterDeployment: {"is_null": flow_has_no_deployment},
-    f.FlowFilterName: {"any": any_in(flow.c.name), "like": like(flow.c.name)},
-    f.FlowFilterTags: {"all": has_all_tags(flow.c.tags), "is_null": tags_is_null(flow.c.tags)},
-    f.FlowRunFilter: {},
-    f.FlowRunFilterId: {
+    filters_pb2.FlowFilterDeployment: {"is_null": flow_has_no_deployment},
+    filters_pb2.FlowFilterName: {"any": any_in(flow.c.name), "like": like(flow.c.name)},
+    filters_pb2.FlowFilterTags: {
+        "all": has_all_tags(flow.c.tags),
+        "is_null": tags_is_null(flow.c.tags),
+    },
+    filters_pb2.FlowRunFilter: {},
+    filters_pb2.FlowRunFilterId: {
         "any": any_in(flow_run.c.id, parse_uuid),
         "not_any": not_any_in(flow_run.c.id, parse_uuid),
     },
-    f.FlowRunFilterName: {"any": any_in(flow_run.c.name), "like": like(flow_run.c.name)},
-    f.FlowRunFilterTags: {
+    filters_pb2.FlowRunFilterName: {"any": any_in(flow_run.c.name), "like": like(flow_run.c.name)},
+    filters_pb2.FlowRunFilterTags: {
         "all": has_all_tags(flow_run.c.tags),
         "any": has_any_tag(flow_run.c.tags),
         "is_null": tags_is_null(flow_run.c.tags),
     },
-    f.FlowRunFilterDeploymentId: {
+    filters_pb2.FlowRunFilterDeploymentId: {
         "any": any_in(flow_run.c.deployment_id, parse_uuid),
         "is_null": is_null(flow_run.c.deployment_id),
     },
-    f.FlowRunFilterWorkQueueName: {
+    filters_pb2.FlowRunFilterWorkQueueName: {
         "any": any_in(flow_run.c.work_queue_name),
         "is_null": is_null(flow_run.c.work_queue_name),
     },
-    f.FlowRunFilterState: {},
-    f.FlowRunFilterStateType: {
+    filters_pb2.FlowRunFilterState: {},
+    filters_pb2.FlowRunFilterStateType: {
         "any": any_in(flow_run.c.state_type, parse_state_type),
         "not_any": not_any_in(flow_run.c.state_type, parse_state_type),
     },
-    f.FlowRunFilterStateName: {
+    filters_pb2.FlowRunFilterStateName: {
         "any": any_in(flow_run.c.state_name),
         "not_any": not_any_in(flow_run.c.state_name),
     },
-    f.FlowRunFilterFlowVersion: {"any": any_in(flow_run.c.flow_version)},
-    f.FlowRunFilterStartTime: {
+    filters_pb2.FlowRunFilterFlowVersion: {"any": any_in(flow_run.c.flow_version)},
+    filters_pb2.FlowRunFilterStartTime: {
         # The bounds fall back to the expected start time; is_null does not.
         "before": at_or_before(_flow_run_start),
         "after": at_or_after(_flow_run_start),
         "is_null": is_null(flow_run.c.start_time),
     },
-    f.FlowRunFilterEndTime: {
+    filters_pb2.FlowRunFilterEndTime: {
         "before": at_or_before(flow_run.c.end_time),
         "after": at_or_after(flow_run.c.end_time),
         "is_null": is_null(flow_run.c.end_time),
     },
-    f.FlowRunFilterExpectedStartTime: {
+    filters_pb2.FlowRunFilterExpectedStartTime: {
         "before": at_or_before(flow_run.c.expected_start_time),
         "after": at_or_after(flow_run.c.expected_start_time),
     },
-    f.FlowRunFilterNextScheduledStartTime: {
+    filters_pb2.FlowRunFilterNextScheduledStartTime: {
         "before": at_or_before(flow_run.c.next_scheduled_start_time),
         "after": at_or_after(flow_run.c.next_scheduled_start_time),
     },
-    f.FlowRunFilterParentFlowRunId: {"any": subflow_of_runs},
-    f.FlowRunFilterParentTaskRunId: {
+    filters_pb2.FlowRunFilterParentFlowRunId: {"any": subflow_of_runs},
+    filters_pb2.FlowRunFilterParentTaskRunId: {
         "any": any_in(flow_run.c.parent_task_run_id, parse_uuid),
         "is_null": is_null(flow_run.c.parent_task_run_id),
     },
-    f.FlowRunFilterIdempotencyKey: {
+    filters_pb2.FlowRunFilterIdempotencyKey: {
         "any": any_in(flow_run.c.idempotency_key),
         "not_any": not_any_in(flow_run.c.idempotency_key),
     },
-    f.FlowRunFilterCreatedBy: {
+    filters_pb2.FlowRunFilterCreatedBy: {
         "id": any_in(_created_by["id"].as_string(), _uuid_text),
         "type": any_in(_created_by["type"].as_string()),
         "is_null": is_null(_created_by),
     },
-    f.TaskRunFilter: {},
-    f.TaskRunFilterId: {"any": any_in(task_run.c.id, parse_uuid)},
-    f.TaskRunFilterName: {"any": any_in(task_run.c.name), "like": like(task_run.c.name)},
-    f.TaskRunFilterTags: {
+    filters_pb2.TaskRunFilter: {},
+    filters_pb2.TaskRunFilterId: {"any": any_in(task_run.c.id, parse_uuid)},
+    filters_pb2.TaskRunFilterName: {"any": any_in(task_run.c.name), "like": like(task_run.c.name)},
+    filters_pb2.TaskRunFilterTags: {
         "all": has_all_tags(task_run.c.tags),
         "is_null": tags_is_null(task_run.c.tags),
     },
-    f.TaskRunFilterState: {},
-    f.TaskRunFilterStateType: {"any": any_in(task_run.c.state_type, parse_state_type)},
-    f.TaskRunFilterStateName: {"any": any_in(task_run.c.state_name)},
-    f.TaskRunFilterStartTime: {
+    filters_pb2.TaskRunFilterState: {},
+    filters_pb2.TaskRunFilterStateType: {"any": any_in(task_run.c.state_type, parse_state_type)},
+    filters_pb2.TaskRunFilterStateName: {"any": any_in(task_run.c.state_name)},
+    filters_pb2.TaskRunFilterStartTime: {
         "before": at_or_before(task_run.c.start_time),
         "after": at_or_after(task_run.c.start_time),
         "is_null": is_null(task_run.c.start_time),
     },
-    f.TaskRunFilterEndTime: {
+    filters_pb2.TaskRunFilterEndTime: {
         "before": at_or_before(task_run.c.end_time),
         "after": at_or_after(task_run.c.end_time),
         "is_null": is_null(task_run.c.end_time),
     },
-    f.TaskRunFilterExpectedStartTime: {
+    filters_pb2.TaskRunFilterExpectedStartTime: {
         "before": at_or_before(task_run.c.expected_start_time),
         "after": at_or_after(task_run.c.expected_start_time),
     },
-    f.TaskRunFilterSubFlowRuns: {"exists": has_subflow_runs},
+    filters_pb2.TaskRunFilterSubFlowRuns: {"exists": has_subflow_runs},
     # Prefect's DeploymentFilter never reads concurrency_limit: not even an
     # always-true condition, so it cannot make an OPERATOR_OR filter true.
-    f.DeploymentFilter: {"concurrency_limit": ignored},
-    f.DeploymentFilterId: {
+    filters_pb2.DeploymentFilter: {"concurrency_limit": ignored},
+    filters_pb2.DeploymentFilterId: {
         "any": any_in(deployment.c.id, parse_uuid),
         "not_any": not_any_in(deployment.c.id, parse_uuid),
     },
-    f.DeploymentFilterName: {"any": any_in(deployment.c.name), "like": like(deployment.c.name)},
-    f.DeploymentOrFlowNameFilter: {"like": deployment_or_flow_name_like},
-    f.DeploymentFilterPaused: {"eq": is_value(deployment.c.paused)},
-    f.DeploymentFilterTags: {
+    filters_pb2.DeploymentFilterName: {
+        "any": any_in(deployment.c.name),
+        "like": like(deployment.c.name),
+    },
+    filters_pb2.DeploymentOrFlowNameFilter: {"like": deployment_or_flow_name_like},
+    filters_pb2.DeploymentFilterPaused: {"eq": is_value(deployment.c.paused)},
+    filters_pb2.DeploymentFilterTags: {
         "all": has_all_tags(deployment.c.tags),
         "any": has_any_tag(deployment.c.tags),
         "is_null": tags_is_null(deployment.c.tags),
     },
-    f.DeploymentFilterWorkQueueName: {"any": any_in(deployment.c.work_queue_name)},
-    f.WorkPoolFilter: {},
-    f.WorkPoolFilterId: {"any": any_in(work_pool.c.id, parse_uuid)},
-    f.WorkPoolFilterName: {"any": any_in(work_pool.c.name)},
-    f.WorkPoolFilterType: {"any": any_in(work_pool.c.type)},
+    filters_pb2.DeploymentFilterWorkQueueName: {"any": any_in(deployment.c.work_queue_name)},
+    filters_pb2.WorkPoolFilter: {},
+    filters_pb2.WorkPoolFilterId: {"any": any_in(work_pool.c.id, parse_uuid)},
+    filters_pb2.WorkPoolFilterName: {"any": any_in(work_pool.c.name)},
+    filters_pb2.WorkPoolFilterType: {"any": any_in(work_pool.c.type)},
 }
 
 
@@ -324,12 +322,12 @@ class MessageCompiler(Protocol):
 
 #: Messages whose fields do not combine independently.
 SPECIAL: dict[type[Message], MessageCompiler] = {
-    f.TaskRunFilterFlowRunId: task_run_flow_run_id,
+    filters_pb2.TaskRunFilterFlowRunId: task_run_flow_run_id,
 }
 
 #: Filters that drop sub-filters with no conditions instead of counting them
 #: as TRUE, so `OPERATOR_OR` with an empty `name` still filters by `type`.
-DROPS_EMPTY_CHILDREN = frozenset({f.FlowRunFilterState, f.TaskRunFilterState})
+DROPS_EMPTY_CHILDREN = frozenset({filters_pb2.FlowRunFilterState, filters_pb2.TaskRunFilterState})
 
 
 # --- the compiler ----------------------------------------------------------------
@@ -341,7 +339,7 @@ def combine(operator: int, clauses: list[Clause]) -> Clause:
         return sa.true()
     if len(clauses) == 1:
         return clauses[0]
-    return sa.or_(*clauses) if operator == f.OPERATOR_OR else sa.and_(*clauses)
+    return sa.or_(*clauses) if operator == filters_pb2.OPERATOR_OR else sa.and_(*clauses)
 
 
 def compile_filter(message: Message, path: str, violations: Violations) -> Clause:
@@ -350,8 +348,8 @@ def compile_filter(message: Message, path: str, violations: Violations) -> Claus
 
 
 def _operator(message: Message, path: str, violations: Violations) -> int:
-    operator: int = getattr(message, "operator", f.OPERATOR_UNSPECIFIED)
-    if operator not in f.Operator.values():
+    operator: int = getattr(message, "operator", filters_pb2.OPERATOR_UNSPECIFIED)
+    if operator not in filters_pb2.Operator.values():
         violations.add(f"{path}.operator", f"unknown operator {operator}")
     return operator
 
@@ -381,76 +379,31 @@ def _conditions(message: Message, path: str, violations: Violations) -> list[Cla
 
 #: The two flow queries; both carry the same five filters.
 FilterRequest = flow_service_pb2.ReadFlowsRequest | flow_service_pb2.CountFlowsRequest
+FilterName = Literal["flows", "flow_runs", "task_runs", "deployments", "work_pools"]
 
 
-def where_for(request: FilterRequest, violations: Violations) -> list[Clause]:
-    """The flow query's WHERE conditions, all ANDed (docs/semantics.md#related-rows).
+def flow_filters(request: FilterRequest, violations: Violations) -> FlowFilters:
+    """The request's five filters, each compiled on its own table; None where left out.
 
-    Related-entity filters become semi-joins: `flow.id IN (SELECT flow_id …)`.
-    That is the same as Prefect's correlated EXISTS (the flow_id columns are
-    NOT NULL) and lets SQLite evaluate the subquery once instead of per flow.
+    `models.flows` joins them into the flow query.
     """
-    clauses: list[Clause] = []
-    if request.HasField("flows"):
-        clauses.append(compile_filter(request.flows, "flows", violations))
-    if request.HasField("deployments") or request.HasField("work_pools"):
-        clauses.append(flow.c.id.in_(_deployment_flow_ids(request, violations)))
-    if request.HasField("flow_runs") or request.HasField("task_runs"):
-        clauses.append(flow.c.id.in_(_flow_run_flow_ids(request, violations)))
-    return clauses
 
+    def compiled(name: FilterName) -> Clause | None:
+        if not request.HasField(name):
+            return None
+        return compile_filter(getattr(request, name), name, violations)
 
-def _deployment_flow_ids(request: FilterRequest, violations: Violations) -> sa.Select[Any]:
-    """Flows with a deployment that meets `deployments` and sits in a pool meeting `work_pools`."""
-    source: sa.FromClause = deployment
-    conditions: list[Clause] = []
-    if request.HasField("deployments"):
-        conditions.append(compile_filter(request.deployments, "deployments", violations))
-    if request.HasField("work_pools"):
-        source = deployment.join(work_queue, work_queue.c.id == deployment.c.work_queue_id).join(
-            work_pool, work_pool.c.id == work_queue.c.work_pool_id
-        )
-        conditions.append(compile_filter(request.work_pools, "work_pools", violations))
-    return sa.select(deployment.c.flow_id).select_from(source).where(*conditions)
-
-
-def _flow_run_flow_ids(request: FilterRequest, violations: Violations) -> sa.Select[Any]:
-    """Flows with a run that meets `flow_runs` and has a task run meeting `task_runs`."""
-    source, conditions = _run_conditions(request, violations)
-    return sa.select(flow_run.c.flow_id).select_from(source).where(*conditions)
-
-
-def _run_conditions(
-    request: FilterRequest, violations: Violations
-) -> tuple[sa.FromClause, list[Clause]]:
-    source: sa.FromClause = flow_run
-    conditions: list[Clause] = []
-    if request.HasField("flow_runs"):
-        conditions.append(compile_filter(request.flow_runs, "flow_runs", violations))
-    if request.HasField("task_runs"):
-        source = flow_run.join(task_run, task_run.c.flow_run_id == flow_run.c.id)
-        conditions.append(compile_filter(request.task_runs, "task_runs", violations))
-    return source, conditions
-
-
-def count_for(request: FilterRequest, violations: Violations) -> sa.Select[Any]:
-    """The CountFlows query: the same flows as `where_for`, counted.
-
-    When only run conditions are given, the matching flows are counted from
-    the runs themselves: count(DISTINCT flow_run.flow_id) equals the number
-    of flows with such a run, because flow_run.flow_id is a NOT NULL foreign
-    key to flow. It reads one index range instead of building the set of
-    flow ids and probing the flow table with it (docs/semantics.md#query-shapes).
-    """
-    about_flows = (
-        request.HasField("flows")
-        or request.HasField("deployments")
-        or request.HasField("work_pools")
+    # In this order, violations are listed as they always were.
+    flows, deployments, work_pools = (
+        compiled("flows"),
+        compiled("deployments"),
+        compiled("work_pools"),
     )
-    runs_only = not about_flows and (request.HasField("flow_runs") or request.HasField("task_runs"))
-    if runs_only:
-        source, conditions = _run_conditions(request, violations)
-        distinct_flows = sa.func.count(sa.distinct(flow_run.c.flow_id))
-        return sa.select(distinct_flows).select_from(source).where(*conditions)
-    where = where_for(request, violations)
-    return sa.select(sa.func.count()).select_from(flow).where(*where)
+    flow_runs, task_runs = compiled("flow_runs"), compiled("task_runs")
+    return FlowFilters(
+        flows=flows,
+        flow_runs=flow_runs,
+        task_runs=task_runs,
+        deployments=deployments,
+        work_pools=work_pools,
+    )

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc.aio
 
-from flowservice.v1 import flow_service_pb2 as s
-from flowservice.v1 import flow_service_pb2_grpc
+from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import validate
 from flowservice_server.convert import fill_flow, fill_flows
 from flowservice_server.errors import NotFoundError
@@ -30,75 +29,79 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self._database = database
 
     async def CreateFlow(
-        self, request: s.CreateFlowRequest, context: Context
-    ) -> s.CreateFlowResponse:
+        self, request: flow_service_pb2.CreateFlowRequest, context: Context
+    ) -> flow_service_pb2.CreateFlowResponse:
         new = validate.create_flow(request)
         work = partial(flows.create_flow, name=new.name, tags=new.tags, labels=new.labels)
         row, created = await self._database.write(work, context.time_remaining())
-        response = s.CreateFlowResponse(created=created)
+        response = flow_service_pb2.CreateFlowResponse(created=created)
         fill_flow(response.flow, row)
         return response
 
-    async def ReadFlow(self, request: s.ReadFlowRequest, context: Context) -> s.ReadFlowResponse:
+    async def ReadFlow(
+        self, request: flow_service_pb2.ReadFlowRequest, context: Context
+    ) -> flow_service_pb2.ReadFlowResponse:
         flow_id = validate.flow_id(request.id)
         work = partial(flows.read_flow, flow_id=flow_id)
         row = await self._database.read(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
-        response = s.ReadFlowResponse()
+        response = flow_service_pb2.ReadFlowResponse()
         fill_flow(response.flow, row)
         return response
 
     async def ReadFlowByName(
-        self, request: s.ReadFlowByNameRequest, context: Context
-    ) -> s.ReadFlowByNameResponse:
+        self, request: flow_service_pb2.ReadFlowByNameRequest, context: Context
+    ) -> flow_service_pb2.ReadFlowByNameResponse:
         name = validate.flow_name(request.name)
         work = partial(flows.read_flow_by_name, name=name)
         row = await self._database.read(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "name", name)
-        response = s.ReadFlowByNameResponse()
+        response = flow_service_pb2.ReadFlowByNameResponse()
         fill_flow(response.flow, row)
         return response
 
-    async def ReadFlows(self, request: s.ReadFlowsRequest, context: Context) -> s.ReadFlowsResponse:
+    async def ReadFlows(
+        self, request: flow_service_pb2.ReadFlowsRequest, context: Context
+    ) -> flow_service_pb2.ReadFlowsResponse:
         query = validate.read_flows(request)
         work = partial(
             flows.read_flows,
-            where=query.where,
+            filters=query.filters,
             order_by=query.order_by,
             offset=query.offset,
             limit=query.limit,
         )
         rows = await self._database.read(work, context.time_remaining())
-        response = s.ReadFlowsResponse()
+        response = flow_service_pb2.ReadFlowsResponse()
         fill_flows(response.flows, rows)
         return response
 
     async def CountFlows(
-        self, request: s.CountFlowsRequest, context: Context
-    ) -> s.CountFlowsResponse:
-        work = partial(flows.count_flows, query=validate.count_flows(request))
+        self, request: flow_service_pb2.CountFlowsRequest, context: Context
+    ) -> flow_service_pb2.CountFlowsResponse:
+        work = partial(flows.count_flows, filters=validate.count_flows(request))
         count = await self._database.read(work, context.time_remaining())
-        return s.CountFlowsResponse(count=count)
+        return flow_service_pb2.CountFlowsResponse(count=count)
 
     async def UpdateFlow(
-        self, request: s.UpdateFlowRequest, context: Context
-    ) -> s.UpdateFlowResponse:
+        self, request: flow_service_pb2.UpdateFlowRequest, context: Context
+    ) -> flow_service_pb2.UpdateFlowResponse:
         update = validate.update_flow(request)
         work = partial(flows.update_flow, flow_id=update.flow_id, tags=update.tags)
         row = await self._database.write(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(update.flow_id))
-        response = s.UpdateFlowResponse()
+        response = flow_service_pb2.UpdateFlowResponse()
         fill_flow(response.flow, row)
         return response
 
     async def DeleteFlow(
-        self, request: s.DeleteFlowRequest, context: Context
-    ) -> s.DeleteFlowResponse:
+        self, request: flow_service_pb2.DeleteFlowRequest, context: Context
+    ) -> flow_service_pb2.DeleteFlowResponse:
         flow_id = validate.flow_id(request.id)
         work = partial(flows.delete_flow, flow_id=flow_id)
         if not await self._database.write(work, context.time_remaining()):
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
-        return s.DeleteFlowResponse()
+        return flow_service_pb2.DeleteFlowResponse()

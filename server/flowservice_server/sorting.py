@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowservice.v1 import flow_service_pb2 as s
+from flowservice.v1 import flow_service_pb2
 from flowservice_server.db.tables import flow
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
 ORDER_BY: dict[int, tuple[sa.UnaryExpression[Any], ...]] = {
-    s.FLOW_SORT_UNSPECIFIED: (flow.c.name.asc(),),
-    s.FLOW_SORT_NAME_ASC: (flow.c.name.asc(),),
-    s.FLOW_SORT_NAME_DESC: (flow.c.name.desc(),),
-    s.FLOW_SORT_CREATED_DESC: (flow.c.created.desc(), flow.c.id.desc()),
-    s.FLOW_SORT_UPDATED_DESC: (flow.c.updated.desc(), flow.c.id.desc()),
+    flow_service_pb2.FLOW_SORT_UNSPECIFIED: (flow.c.name.asc(),),
+    flow_service_pb2.FLOW_SORT_NAME_ASC: (flow.c.name.asc(),),
+    flow_service_pb2.FLOW_SORT_NAME_DESC: (flow.c.name.desc(),),
+    flow_service_pb2.FLOW_SORT_CREATED_DESC: (flow.c.created.desc(), flow.c.id.desc()),
+    flow_service_pb2.FLOW_SORT_UPDATED_DESC: (flow.c.updated.desc(), flow.c.id.desc()),
 }

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flowservice.v1 import flow_service_pb2 as s
+from flowservice.v1 import flow_service_pb2
 from flowservice_server.errors import Violations, quoted
-from flowservice_server.filters import Clause, count_for, where_for
+from flowservice_server.filters import flow_filters
 from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
 from flowservice_server.sorting import ORDER_BY
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import sqlalchemy as sa
+
+    from flowservice_server.models.flows import FlowFilters
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -38,7 +40,7 @@ class NewFlow:
 
 @dataclass(frozen=True)
 class FlowQuery:
-    where: list[Clause]
+    filters: FlowFilters
     order_by: tuple[sa.UnaryExpression[Any], ...]
     offset: int
     limit: int
@@ -50,7 +52,7 @@ class TagsUpdate:
     tags: list[str] | None  # None: write nothing but `updated`
 
 
-def create_flow(request: s.CreateFlowRequest) -> NewFlow:
+def create_flow(request: flow_service_pb2.CreateFlowRequest) -> NewFlow:
     violations = Violations()
     name = _checked(parse_flow_name, request.name, "name", violations)
     labels: dict[str, Any] | None = None
@@ -81,9 +83,9 @@ def flow_name(value: str) -> str:
     return value
 
 
-def read_flows(request: s.ReadFlowsRequest) -> FlowQuery:
+def read_flows(request: flow_service_pb2.ReadFlowsRequest) -> FlowQuery:
     violations = Violations()
-    where = where_for(request, violations)
+    filters = flow_filters(request, violations)
     order_by = ORDER_BY.get(request.sort)
     if order_by is None:
         violations.add("sort", f"unknown sort {request.sort}; expected one of {_sort_names()}")
@@ -94,17 +96,17 @@ def read_flows(request: s.ReadFlowsRequest) -> FlowQuery:
         violations.add("limit", f"must be from 0 to {MAX_LIMIT} (leave it out for {MAX_LIMIT})")
     violations.raise_if_any()
     assert order_by is not None
-    return FlowQuery(where=where, order_by=order_by, offset=request.offset, limit=limit)
+    return FlowQuery(filters=filters, order_by=order_by, offset=request.offset, limit=limit)
 
 
-def count_flows(request: s.CountFlowsRequest) -> sa.Select[Any]:
+def count_flows(request: flow_service_pb2.CountFlowsRequest) -> FlowFilters:
     violations = Violations()
-    query = count_for(request, violations)
+    filters = flow_filters(request, violations)
     violations.raise_if_any()
-    return query
+    return filters
 
 
-def update_flow(request: s.UpdateFlowRequest) -> TagsUpdate:
+def update_flow(request: flow_service_pb2.UpdateFlowRequest) -> TagsUpdate:
     violations = Violations()
     target = _required_uuid(request.id, "id", violations)
     if request.HasField("update_mask"):
@@ -141,4 +143,6 @@ def _checked(
 
 
 def _sort_names() -> str:
-    return ", ".join(value.name for value in s.FlowSort.DESCRIPTOR.values if value.number)
+    return ", ".join(
+        value.name for value in flow_service_pb2.FlowSort.DESCRIPTOR.values if value.number
+    )

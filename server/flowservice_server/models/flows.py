@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import functools
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from flowservice_server.db.dialect import insert_ignoring_conflict
-from flowservice_server.db.tables import flow
+from flowservice_server.db.tables import deployment, flow, flow_run, task_run, work_pool, work_queue
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 FlowRow = sa.Row[Any]
+Clause = sa.ColumnElement[bool]
 #: The columns a response needs, as the driver returns them: id, created and
 #: updated skip their column types' conversions (text -> UUID/datetime ->
 #: text/Timestamp on every row); `convert` turns the stored values into
@@ -87,21 +89,106 @@ def read_flow_by_name(connection: sa.Connection, name: str) -> FlowRow | None:
     return connection.execute(_BY_NAME, {"name": name}).one_or_none()
 
 
+@dataclass(frozen=True)
+class FlowFilters:
+    """A flow query's five filters, compiled by `filters.flow_filters`.
+
+    Each is a condition on its own table's rows, or None when the request
+    leaves that filter out.
+    """
+
+    flows: Clause | None = None
+    flow_runs: Clause | None = None
+    task_runs: Clause | None = None
+    deployments: Clause | None = None
+    work_pools: Clause | None = None
+
+
 def read_flows(
     connection: sa.Connection,
     *,
-    where: Sequence[sa.ColumnElement[bool]],
+    filters: FlowFilters,
     order_by: Sequence[sa.UnaryExpression[Any]],
     offset: int,
     limit: int,
 ) -> Sequence[FlowRow]:
-    query = sa.select(*_COLUMNS).where(*where).order_by(*order_by).offset(offset).limit(limit)
+    query = (
+        sa.select(*_COLUMNS)
+        .where(*flow_conditions(filters))
+        .order_by(*order_by)
+        .offset(offset)
+        .limit(limit)
+    )
     return connection.execute(query).all()
 
 
-def count_flows(connection: sa.Connection, *, query: sa.Select[Any]) -> int:
-    """Run a count built by `filters.count_for` (one row, one number)."""
+def count_flows(connection: sa.Connection, *, filters: FlowFilters) -> int:
+    """The number of flows `read_flows` would find without a page size.
+
+    When only run conditions are given, the matching flows are counted from
+    the runs themselves: count(DISTINCT flow_run.flow_id) equals the number
+    of flows with such a run, because flow_run.flow_id is a NOT NULL foreign
+    key to flow. It reads one index range instead of building the set of
+    flow ids and probing the flow table with it (docs/semantics.md#query-shapes).
+    """
+    about_flows = (
+        filters.flows is not None
+        or filters.deployments is not None
+        or filters.work_pools is not None
+    )
+    if not about_flows and (filters.flow_runs is not None or filters.task_runs is not None):
+        source, conditions = _run_conditions(filters)
+        distinct_flows = sa.func.count(sa.distinct(flow_run.c.flow_id))
+        query = sa.select(distinct_flows).select_from(source).where(*conditions)
+    else:
+        query = sa.select(sa.func.count()).select_from(flow).where(*flow_conditions(filters))
     return int(connection.execute(query).scalar_one())
+
+
+def flow_conditions(filters: FlowFilters) -> list[Clause]:
+    """The flow query's WHERE conditions, all ANDed (docs/semantics.md#related-rows).
+
+    Related-entity filters become semi-joins: `flow.id IN (SELECT flow_id …)`.
+    That is the same as Prefect's correlated EXISTS (the flow_id columns are
+    NOT NULL) and lets SQLite evaluate the subquery once instead of per flow.
+    """
+    clauses: list[Clause] = []
+    if filters.flows is not None:
+        clauses.append(filters.flows)
+    if filters.deployments is not None or filters.work_pools is not None:
+        clauses.append(flow.c.id.in_(_deployment_flow_ids(filters)))
+    if filters.flow_runs is not None or filters.task_runs is not None:
+        source, conditions = _run_conditions(filters)
+        clauses.append(
+            flow.c.id.in_(sa.select(flow_run.c.flow_id).select_from(source).where(*conditions))
+        )
+    return clauses
+
+
+def _deployment_flow_ids(filters: FlowFilters) -> sa.Select[Any]:
+    """Flows with a deployment that meets `deployments` and sits in a pool meeting `work_pools`."""
+    source: sa.FromClause = deployment
+    conditions: list[Clause] = []
+    if filters.deployments is not None:
+        conditions.append(filters.deployments)
+    if filters.work_pools is not None:
+        source = deployment.join(work_queue, work_queue.c.id == deployment.c.work_queue_id).join(
+            work_pool, work_pool.c.id == work_queue.c.work_pool_id
+        )
+        conditions.append(filters.work_pools)
+    return sa.select(deployment.c.flow_id).select_from(source).where(*conditions)
+
+
+def _run_conditions(filters: FlowFilters) -> tuple[sa.FromClause, list[Clause]]:
+    """Flow runs that meet `flow_runs` and have a task run meeting `task_runs`."""
+    source: sa.FromClause = flow_run
+    conditions: list[Clause] = []
+    if filters.flow_runs is not None:
+        conditions.append(filters.flow_runs)
+    if filters.task_runs is not None:
+        source = flow_run.join(task_run, task_run.c.flow_run_id == flow_run.c.id)
+        conditions.append(filters.task_runs)
+    return source, conditions
 
 
 def update_flow(
