@@ -157,6 +157,14 @@ def _unauthenticated(error: BaseException) -> Outcome:
     return Outcome(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED", str(error))
 
 
+def _unimplemented(error: BaseException) -> Outcome:
+    return Outcome(
+        grpc.StatusCode.UNIMPLEMENTED,
+        "UNIMPLEMENTED",
+        "this server does not implement the method yet",
+    )
+
+
 def _unavailable(error: BaseException) -> Outcome:
     log.warning("database unavailable: %s", failure_detail(error))
     return Outcome(
@@ -200,6 +208,7 @@ OUTCOME_RULES: list[tuple[Callable[[BaseException], bool], Callable[[BaseExcepti
     (lambda e: isinstance(e, NotFoundError), _not_found),
     (lambda e: isinstance(e, MalformedRequestError), _malformed),
     (lambda e: isinstance(e, UnauthenticatedError), _unauthenticated),
+    (lambda e: isinstance(e, NotImplementedError), _unimplemented),
     (lambda e: isinstance(e, TimeoutError | asyncio.TimeoutError), _deadline_exceeded),
     (lambda e: classify(e) is Failure.UNAVAILABLE, _unavailable),
     (lambda e: classify(e) is Failure.DEADLINE, _deadline_exceeded),

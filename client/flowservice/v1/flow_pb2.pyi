@@ -41,6 +41,7 @@ class Flow(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The flow's id: a UUID in lower-case, hyphenated form (36 characters).
     Assigned by the server when the flow is created; never changes.
@@ -49,6 +50,12 @@ class Flow(_message.Message):
     """The flow's name: unique (case-sensitive, byte for byte), non-empty, and
     free of the characters `/`, `%`, `&`, `>` and `<`. Every other character,
     leading and trailing white space included, is kept as given. Never changes.
+    """
+    etag: _builtins.str
+    """A version of the flow as stored: it changes with every write of the
+    flow, whoever makes it (a Prefect server's writes included, since it is
+    derived from the stored row). Give it to UpdateFlow or DeleteFlow to
+    write only if nobody has written the flow since. Opaque.
     """
     @_builtins.property
     def created(self) -> _timestamp_pb2.Timestamp:
@@ -86,10 +93,11 @@ class Flow(_message.Message):
         name: _builtins.str = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         labels: _struct_pb2.Struct | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "labels", b"labels", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "id", b"id", "labels", b"labels", "name", b"name", "tags", b"tags", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "etag", b"etag", "id", b"id", "labels", b"labels", "name", b"name", "tags", b"tags", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

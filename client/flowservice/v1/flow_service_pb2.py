@@ -28,15 +28,15 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowservice/v1/flow_service.proto\x12\x0e\x66lowservice.v1\x1a\x1c\x66lowservice/v1/filters.proto\x1a\x19\x66lowservice/v1/flow.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"X\n\x11\x43reateFlowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\'\n\x06labels\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"I\n\x12\x43reateFlowResponse\x12\"\n\x04\x66low\x18\x01 \x01(\x0b\x32\x14.flowservice.v1.Flow\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1d\n\x0fReadFlowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x10ReadFlowResponse\x12\"\n\x04\x66low\x18\x01 \x01(\x0b\x32\x14.flowservice.v1.Flow\"%\n\x15ReadFlowByNameRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x16ReadFlowByNameResponse\x12\"\n\x04\x66low\x18\x01 \x01(\x0b\x32\x14.flowservice.v1.Flow\"\xe2\x02\n\x10ReadFlowsRequest\x12)\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x1a.flowservice.v1.FlowFilter\x12\x30\n\tflow_runs\x18\x02 \x01(\x0b\x32\x1d.flowservice.v1.FlowRunFilter\x12\x30\n\ttask_runs\x18\x03 \x01(\x0b\x32\x1d.flowservice.v1.TaskRunFilter\x12\x35\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32 .flowservice.v1.DeploymentFilter\x12\x32\n\nwork_pools\x18\x05 \x01(\x0b\x32\x1e.flowservice.v1.WorkPoolFilter\x12&\n\x04sort\x18\x06 \x01(\x0e\x32\x18.flowservice.v1.FlowSort\x12\x0e\n\x06offset\x18\x07 \x01(\x05\x12\x12\n\x05limit\x18\x08 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_limit\"8\n\x11ReadFlowsResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.flowservice.v1.Flow\"\x8d\x02\n\x11\x43ountFlowsRequest\x12)\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x1a.flowservice.v1.FlowFilter\x12\x30\n\tflow_runs\x18\x02 \x01(\x0b\x32\x1d.flowservice.v1.FlowRunFilter\x12\x30\n\ttask_runs\x18\x03 \x01(\x0b\x32\x1d.flowservice.v1.TaskRunFilter\x12\x35\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32 .flowservice.v1.DeploymentFilter\x12\x32\n\nwork_pools\x18\x05 \x01(\x0b\x32\x1e.flowservice.v1.WorkPoolFilter\"#\n\x12\x43ountFlowsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"^\n\x11UpdateFlowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x12UpdateFlowResponse\x12\"\n\x04\x66low\x18\x01 \x01(\x0b\x32\x14.flowservice.v1.Flow\"\x1f\n\x11\x44\x65leteFlowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteFlowResponse*\x8e\x01\n\x08\x46lowSort\x12\x19\n\x15\x46LOW_SORT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46LOW_SORT_CREATED_DESC\x10\x01\x12\x1a\n\x16\x46LOW_SORT_UPDATED_DESC\x10\x02\x12\x16\n\x12\x46LOW_SORT_NAME_ASC\x10\x03\x12\x17\n\x13\x46LOW_SORT_NAME_DESC\x10\x04\x32\xe3\x04\n\x0b\x46lowService\x12S\n\nCreateFlow\x12!.flowservice.v1.CreateFlowRequest\x1a\".flowservice.v1.CreateFlowResponse\x12M\n\x08ReadFlow\x12\x1f.flowservice.v1.ReadFlowRequest\x1a .flowservice.v1.ReadFlowResponse\x12_\n\x0eReadFlowByName\x12%.flowservice.v1.ReadFlowByNameRequest\x1a&.flowservice.v1.ReadFlowByNameResponse\x12P\n\tReadFlows\x12 .flowservice.v1.ReadFlowsRequest\x1a!.flowservice.v1.ReadFlowsResponse\x12S\n\nCountFlows\x12!.flowservice.v1.CountFlowsRequest\x1a\".flowservice.v1.CountFlowsResponse\x12S\n\nUpdateFlow\x12!.flowservice.v1.UpdateFlowRequest\x1a\".flowservice.v1.UpdateFlowResponse\x12S\n\nDeleteFlow\x12!.flowservice.v1.DeleteFlowRequest\x1a\".flowservice.v1.DeleteFlowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowservice/v1/flow_service.proto\x12\x0e\x66lowservice.v1\x1a\x1c\x66lowservice/v1/filters.proto\x1a\x19\x66lowservice/v1/flow.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"X\n\x11\x43reateFlowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\'\n\x06labels\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"I\n\x12\x43reateFlowResponse\x12\"\n\x04\x66low\x18\x01 \x01(\x0b\x32\x14.flowservice.v1.Flow\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1d\n\x0fReadFlowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x10ReadFlowResponse\x12\"\n\x04\x66low\x18\x01 \x01(\x0b\x32\x14.flowservice.v1.Flow\"%\n\x15ReadFlowByNameRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x16ReadFlowByNameResponse\x12\"\n\x04\x66low\x18\x01 \x01(\x0b\x32\x14.flowservice.v1.Flow\"\xca\x03\n\x10ReadFlowsRequest\x12)\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x1a.flowservice.v1.FlowFilter\x12\x30\n\tflow_runs\x18\x02 \x01(\x0b\x32\x1d.flowservice.v1.FlowRunFilter\x12\x30\n\ttask_runs\x18\x03 \x01(\x0b\x32\x1d.flowservice.v1.TaskRunFilter\x12\x35\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32 .flowservice.v1.DeploymentFilter\x12\x32\n\nwork_pools\x18\x05 \x01(\x0b\x32\x1e.flowservice.v1.WorkPoolFilter\x12&\n\x04sort\x18\x06 \x01(\x0e\x32\x18.flowservice.v1.FlowSort\x12\x0e\n\x06offset\x18\x07 \x01(\x05\x12\x12\n\x05limit\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\npage_token\x18\t \x01(\t\x12\x1a\n\x12include_total_size\x18\n \x01(\x08\x12\x36\n\x0flatest_flow_run\x18\x0b \x01(\x0b\x32\x1d.flowservice.v1.FlowRunFilterB\x08\n\x06_limit\"y\n\x11ReadFlowsResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.flowservice.v1.Flow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\ntotal_size\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\r\n\x0b_total_size\"\xc5\x02\n\x11\x43ountFlowsRequest\x12)\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x1a.flowservice.v1.FlowFilter\x12\x30\n\tflow_runs\x18\x02 \x01(\x0b\x32\x1d.flowservice.v1.FlowRunFilter\x12\x30\n\ttask_runs\x18\x03 \x01(\x0b\x32\x1d.flowservice.v1.TaskRunFilter\x12\x35\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32 .flowservice.v1.DeploymentFilter\x12\x32\n\nwork_pools\x18\x05 \x01(\x0b\x32\x1e.flowservice.v1.WorkPoolFilter\x12\x36\n\x0flatest_flow_run\x18\x06 \x01(\x0b\x32\x1d.flowservice.v1.FlowRunFilter\"#\n\x12\x43ountFlowsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"l\n\x11UpdateFlowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\"8\n\x12UpdateFlowResponse\x12\"\n\x04\x66low\x18\x01 \x01(\x0b\x32\x14.flowservice.v1.Flow\"-\n\x11\x44\x65leteFlowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x14\n\x12\x44\x65leteFlowResponse\"\xa0\x03\n\x12StreamFlowsRequest\x12)\n\x05\x66lows\x18\x01 \x01(\x0b\x32\x1a.flowservice.v1.FlowFilter\x12\x30\n\tflow_runs\x18\x02 \x01(\x0b\x32\x1d.flowservice.v1.FlowRunFilter\x12\x30\n\ttask_runs\x18\x03 \x01(\x0b\x32\x1d.flowservice.v1.TaskRunFilter\x12\x35\n\x0b\x64\x65ployments\x18\x04 \x01(\x0b\x32 .flowservice.v1.DeploymentFilter\x12\x32\n\nwork_pools\x18\x05 \x01(\x0b\x32\x1e.flowservice.v1.WorkPoolFilter\x12&\n\x04sort\x18\x06 \x01(\x0e\x32\x18.flowservice.v1.FlowSort\x12\x12\n\x05limit\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nbatch_size\x18\x08 \x01(\x05\x12\x36\n\x0flatest_flow_run\x18\t \x01(\x0b\x32\x1d.flowservice.v1.FlowRunFilterB\x08\n\x06_limit\":\n\x13StreamFlowsResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.flowservice.v1.Flow\"2\n\x14\x42\x61tchGetFlowsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05names\x18\x02 \x03(\t\"<\n\x15\x42\x61tchGetFlowsResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.flowservice.v1.Flow\"N\n\x17\x42\x61tchCreateFlowsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.flowservice.v1.CreateFlowRequest\"Q\n\x18\x42\x61tchCreateFlowsResponse\x12\x35\n\tresponses\x18\x01 \x03(\x0b\x32\".flowservice.v1.CreateFlowResponse*\x8e\x01\n\x08\x46lowSort\x12\x19\n\x15\x46LOW_SORT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46LOW_SORT_CREATED_DESC\x10\x01\x12\x1a\n\x16\x46LOW_SORT_UPDATED_DESC\x10\x02\x12\x16\n\x12\x46LOW_SORT_NAME_ASC\x10\x03\x12\x17\n\x13\x46LOW_SORT_NAME_DESC\x10\x04\x32\x82\x07\n\x0b\x46lowService\x12S\n\nCreateFlow\x12!.flowservice.v1.CreateFlowRequest\x1a\".flowservice.v1.CreateFlowResponse\x12M\n\x08ReadFlow\x12\x1f.flowservice.v1.ReadFlowRequest\x1a .flowservice.v1.ReadFlowResponse\x12_\n\x0eReadFlowByName\x12%.flowservice.v1.ReadFlowByNameRequest\x1a&.flowservice.v1.ReadFlowByNameResponse\x12P\n\tReadFlows\x12 .flowservice.v1.ReadFlowsRequest\x1a!.flowservice.v1.ReadFlowsResponse\x12S\n\nCountFlows\x12!.flowservice.v1.CountFlowsRequest\x1a\".flowservice.v1.CountFlowsResponse\x12S\n\nUpdateFlow\x12!.flowservice.v1.UpdateFlowRequest\x1a\".flowservice.v1.UpdateFlowResponse\x12S\n\nDeleteFlow\x12!.flowservice.v1.DeleteFlowRequest\x1a\".flowservice.v1.DeleteFlowResponse\x12X\n\x0bStreamFlows\x12\".flowservice.v1.StreamFlowsRequest\x1a#.flowservice.v1.StreamFlowsResponse0\x01\x12\\\n\rBatchGetFlows\x12$.flowservice.v1.BatchGetFlowsRequest\x1a%.flowservice.v1.BatchGetFlowsResponse\x12\x65\n\x10\x42\x61tchCreateFlows\x12\'.flowservice.v1.BatchCreateFlowsRequest\x1a(.flowservice.v1.BatchCreateFlowsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flowservice.v1.flow_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FLOWSORT']._serialized_start=1461
-  _globals['_FLOWSORT']._serialized_end=1603
+  _globals['_FLOWSORT']._serialized_start=2470
+  _globals['_FLOWSORT']._serialized_end=2612
   _globals['_CREATEFLOWREQUEST']._serialized_start=174
   _globals['_CREATEFLOWREQUEST']._serialized_end=262
   _globals['_CREATEFLOWRESPONSE']._serialized_start=264
@@ -50,21 +50,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READFLOWBYNAMERESPONSE']._serialized_start=465
   _globals['_READFLOWBYNAMERESPONSE']._serialized_end=525
   _globals['_READFLOWSREQUEST']._serialized_start=528
-  _globals['_READFLOWSREQUEST']._serialized_end=882
-  _globals['_READFLOWSRESPONSE']._serialized_start=884
-  _globals['_READFLOWSRESPONSE']._serialized_end=940
-  _globals['_COUNTFLOWSREQUEST']._serialized_start=943
-  _globals['_COUNTFLOWSREQUEST']._serialized_end=1212
-  _globals['_COUNTFLOWSRESPONSE']._serialized_start=1214
-  _globals['_COUNTFLOWSRESPONSE']._serialized_end=1249
-  _globals['_UPDATEFLOWREQUEST']._serialized_start=1251
-  _globals['_UPDATEFLOWREQUEST']._serialized_end=1345
-  _globals['_UPDATEFLOWRESPONSE']._serialized_start=1347
-  _globals['_UPDATEFLOWRESPONSE']._serialized_end=1403
-  _globals['_DELETEFLOWREQUEST']._serialized_start=1405
-  _globals['_DELETEFLOWREQUEST']._serialized_end=1436
-  _globals['_DELETEFLOWRESPONSE']._serialized_start=1438
-  _globals['_DELETEFLOWRESPONSE']._serialized_end=1458
-  _globals['_FLOWSERVICE']._serialized_start=1606
-  _globals['_FLOWSERVICE']._serialized_end=2217
+  _globals['_READFLOWSREQUEST']._serialized_end=986
+  _globals['_READFLOWSRESPONSE']._serialized_start=988
+  _globals['_READFLOWSRESPONSE']._serialized_end=1109
+  _globals['_COUNTFLOWSREQUEST']._serialized_start=1112
+  _globals['_COUNTFLOWSREQUEST']._serialized_end=1437
+  _globals['_COUNTFLOWSRESPONSE']._serialized_start=1439
+  _globals['_COUNTFLOWSRESPONSE']._serialized_end=1474
+  _globals['_UPDATEFLOWREQUEST']._serialized_start=1476
+  _globals['_UPDATEFLOWREQUEST']._serialized_end=1584
+  _globals['_UPDATEFLOWRESPONSE']._serialized_start=1586
+  _globals['_UPDATEFLOWRESPONSE']._serialized_end=1642
+  _globals['_DELETEFLOWREQUEST']._serialized_start=1644
+  _globals['_DELETEFLOWREQUEST']._serialized_end=1689
+  _globals['_DELETEFLOWRESPONSE']._serialized_start=1691
+  _globals['_DELETEFLOWRESPONSE']._serialized_end=1711
+  _globals['_STREAMFLOWSREQUEST']._serialized_start=1714
+  _globals['_STREAMFLOWSREQUEST']._serialized_end=2130
+  _globals['_STREAMFLOWSRESPONSE']._serialized_start=2132
+  _globals['_STREAMFLOWSRESPONSE']._serialized_end=2190
+  _globals['_BATCHGETFLOWSREQUEST']._serialized_start=2192
+  _globals['_BATCHGETFLOWSREQUEST']._serialized_end=2242
+  _globals['_BATCHGETFLOWSRESPONSE']._serialized_start=2244
+  _globals['_BATCHGETFLOWSRESPONSE']._serialized_end=2304
+  _globals['_BATCHCREATEFLOWSREQUEST']._serialized_start=2306
+  _globals['_BATCHCREATEFLOWSREQUEST']._serialized_end=2384
+  _globals['_BATCHCREATEFLOWSRESPONSE']._serialized_start=2386
+  _globals['_BATCHCREATEFLOWSRESPONSE']._serialized_end=2467
+  _globals['_FLOWSERVICE']._serialized_start=2615
+  _globals['_FLOWSERVICE']._serialized_end=3513
 # @@protoc_insertion_point(module_scope)

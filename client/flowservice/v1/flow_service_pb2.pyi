@@ -248,6 +248,9 @@ class ReadFlowsRequest(_message.Message):
     SORT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    INCLUDE_TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    LATEST_FLOW_RUN_FIELD_NUMBER: _builtins.int
     sort: Global___FlowSort.ValueType
     """The order of the results. Default: FLOW_SORT_NAME_ASC."""
     offset: _builtins.int
@@ -255,8 +258,24 @@ class ReadFlowsRequest(_message.Message):
     Default: 0.
     """
     limit: _builtins.int
-    """The most flows to return, from 0 to 200. Absent: 200. 0 returns no
-    flows. Negative or above 200 is INVALID_ARGUMENT.
+    """The most flows to return, from 0 to 200: the page size. Absent: 200.
+    0 returns no flows. Negative or above 200 is INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page, to read the next one.
+    Every other field must be as it was for the first page (`limit` may
+    change, `offset` must be 0); a token made for other filters or another
+    sort, or one that is damaged, is INVALID_ARGUMENT naming `page_token`.
+    Pages are read by position after the previous page's last flow (its
+    sort key and id), not by offset: a page costs the same however deep,
+    and a walk through every page returns each flow that matched throughout
+    the walk exactly once, in order, while flows are created and deleted.
+    (With FLOW_SORT_UPDATED_DESC an update moves a flow to the front: a
+    flow updated during the walk, not yet returned, is not returned.)
+    """
+    include_total_size: _builtins.bool
+    """Also count every matching flow (`total_size`), in the same read
+    transaction as the page.
     """
     @_builtins.property
     def flows(self) -> _filters_pb2.FlowFilter:
@@ -288,6 +307,16 @@ class ReadFlowsRequest(_message.Message):
         this filter. `{}`: the flow has a deployment attached to a work queue.
         """
 
+    @_builtins.property
+    def latest_flow_run(self) -> _filters_pb2.FlowRunFilter:
+        """The flow's latest flow run meets this filter. A flow's latest run is
+        its run with the greatest `start_time`, runs that never started left
+        out, and among runs started at the same instant the one with the
+        greatest id. A flow none of whose runs has started does not match.
+        `{}`: the flow has a run that started. Together with `flow_runs`, both
+        must hold: some run meets `flow_runs`, and the latest meets this.
+        """
+
     def __init__(
         self,
         *,
@@ -299,10 +328,13 @@ class ReadFlowsRequest(_message.Message):
         sort: Global___FlowSort.ValueType = ...,
         offset: _builtins.int = ...,
         limit: _builtins.int | None = ...,
+        page_token: _builtins.str = ...,
+        include_total_size: _builtins.bool = ...,
+        latest_flow_run: _filters_pb2.FlowRunFilter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "latest_flow_run", b"latest_flow_run", "limit", b"limit", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "offset", b"offset", "sort", b"sort", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "include_total_size", b"include_total_size", "latest_flow_run", b"latest_flow_run", "limit", b"limit", "offset", b"offset", "page_token", b"page_token", "sort", b"sort", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -317,6 +349,16 @@ class ReadFlowsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FLOWS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """A token for the next page, for ReadFlowsRequest.page_token; empty on
+    the last page. Opaque: its content may change between versions.
+    """
+    total_size: _builtins.int
+    """The number of matching flows on all pages, when the request asked for
+    it with `include_total_size`.
+    """
     @_builtins.property
     def flows(self) -> _containers.RepeatedCompositeFieldContainer[_flow_pb2.Flow]:
         """The matching flows, in the requested order."""
@@ -325,12 +367,16 @@ class ReadFlowsResponse(_message.Message):
         self,
         *,
         flows: _abc.Iterable[_flow_pb2.Flow] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_total_size", b"_total_size", "total_size", b"total_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows", b"flows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_total_size", b"_total_size", "flows", b"flows", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__total_size: _TypeAlias = _typing.Literal["total_size"]  # noqa: Y015
+    _WhichOneofArgType__total_size: _TypeAlias = _typing.Literal["_total_size", b"_total_size"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__total_size) -> _WhichOneofReturnType__total_size | None: ...
 
 Global___ReadFlowsResponse: _TypeAlias = ReadFlowsResponse  # noqa: Y015
 
@@ -347,6 +393,7 @@ class CountFlowsRequest(_message.Message):
     TASK_RUNS_FIELD_NUMBER: _builtins.int
     DEPLOYMENTS_FIELD_NUMBER: _builtins.int
     WORK_POOLS_FIELD_NUMBER: _builtins.int
+    LATEST_FLOW_RUN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def flows(self) -> _filters_pb2.FlowFilter:
         """Conditions on the flow itself."""
@@ -369,6 +416,12 @@ class CountFlowsRequest(_message.Message):
         this filter.
         """
 
+    @_builtins.property
+    def latest_flow_run(self) -> _filters_pb2.FlowRunFilter:
+        """The flow's latest flow run meets this filter (see
+        ReadFlowsRequest.latest_flow_run).
+        """
+
     def __init__(
         self,
         *,
@@ -377,10 +430,11 @@ class CountFlowsRequest(_message.Message):
         task_runs: _filters_pb2.TaskRunFilter | None = ...,
         deployments: _filters_pb2.DeploymentFilter | None = ...,
         work_pools: _filters_pb2.WorkPoolFilter | None = ...,
+        latest_flow_run: _filters_pb2.FlowRunFilter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "latest_flow_run", b"latest_flow_run", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "latest_flow_run", b"latest_flow_run", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -420,8 +474,14 @@ class UpdateFlowRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The flow's id (forms as in ReadFlowRequest.id). Required."""
+    etag: _builtins.str
+    """The flow's `etag` as last read. Given, the update happens only if the
+    flow is still as it was then; otherwise the call fails with ABORTED and
+    nothing is written. Empty: update whatever the flow's state.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The new tags, replacing the old ones in full (not merged), in the given
@@ -443,10 +503,11 @@ class UpdateFlowRequest(_message.Message):
         id: _builtins.str = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tags", b"tags", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "id", b"id", "tags", b"tags", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -483,16 +544,23 @@ class DeleteFlowRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The flow's id (forms as in ReadFlowRequest.id). Required."""
+    etag: _builtins.str
+    """The flow's `etag` as last read. Given, the flow is deleted only if it
+    is still as it was then; otherwise the call fails with ABORTED and
+    nothing is deleted. Empty: delete whatever the flow's state.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -514,3 +582,209 @@ class DeleteFlowResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteFlowResponse: _TypeAlias = DeleteFlowResponse  # noqa: Y015
+
+@_typing.final
+class StreamFlowsRequest(_message.Message):
+    """Request for StreamFlows. The filters and the sort mean what they mean in
+    ReadFlowsRequest; there is no page size and no offset.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOWS_FIELD_NUMBER: _builtins.int
+    FLOW_RUNS_FIELD_NUMBER: _builtins.int
+    TASK_RUNS_FIELD_NUMBER: _builtins.int
+    DEPLOYMENTS_FIELD_NUMBER: _builtins.int
+    WORK_POOLS_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BATCH_SIZE_FIELD_NUMBER: _builtins.int
+    LATEST_FLOW_RUN_FIELD_NUMBER: _builtins.int
+    sort: Global___FlowSort.ValueType
+    """The order of the flows. Default: FLOW_SORT_NAME_ASC."""
+    limit: _builtins.int
+    """The most flows to stream in all. Absent: every matching flow. Negative
+    is INVALID_ARGUMENT.
+    """
+    batch_size: _builtins.int
+    """The most flows in one response, from 1 to 1000. 0 or absent: 100."""
+    @_builtins.property
+    def flows(self) -> _filters_pb2.FlowFilter:
+        """Conditions on the flow itself."""
+
+    @_builtins.property
+    def flow_runs(self) -> _filters_pb2.FlowRunFilter:
+        """The flow has at least one flow run meeting this filter."""
+
+    @_builtins.property
+    def task_runs(self) -> _filters_pb2.TaskRunFilter:
+        """The flow has a flow run with at least one task run meeting this filter."""
+
+    @_builtins.property
+    def deployments(self) -> _filters_pb2.DeploymentFilter:
+        """The flow has at least one deployment meeting this filter."""
+
+    @_builtins.property
+    def work_pools(self) -> _filters_pb2.WorkPoolFilter:
+        """The flow has a deployment whose work queue belongs to a pool meeting
+        this filter.
+        """
+
+    @_builtins.property
+    def latest_flow_run(self) -> _filters_pb2.FlowRunFilter:
+        """The flow's latest flow run meets this filter (see
+        ReadFlowsRequest.latest_flow_run).
+        """
+
+    def __init__(
+        self,
+        *,
+        flows: _filters_pb2.FlowFilter | None = ...,
+        flow_runs: _filters_pb2.FlowRunFilter | None = ...,
+        task_runs: _filters_pb2.TaskRunFilter | None = ...,
+        deployments: _filters_pb2.DeploymentFilter | None = ...,
+        work_pools: _filters_pb2.WorkPoolFilter | None = ...,
+        sort: Global___FlowSort.ValueType = ...,
+        limit: _builtins.int | None = ...,
+        batch_size: _builtins.int = ...,
+        latest_flow_run: _filters_pb2.FlowRunFilter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "latest_flow_run", b"latest_flow_run", "limit", b"limit", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "batch_size", b"batch_size", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "latest_flow_run", b"latest_flow_run", "limit", b"limit", "sort", b"sort", "task_runs", b"task_runs", "work_pools", b"work_pools"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+
+Global___StreamFlowsRequest: _TypeAlias = StreamFlowsRequest  # noqa: Y015
+
+@_typing.final
+class StreamFlowsResponse(_message.Message):
+    """One response of StreamFlows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flows(self) -> _containers.RepeatedCompositeFieldContainer[_flow_pb2.Flow]:
+        """The next flows, in the requested order; never empty."""
+
+    def __init__(
+        self,
+        *,
+        flows: _abc.Iterable[_flow_pb2.Flow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows", b"flows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamFlowsResponse: _TypeAlias = StreamFlowsResponse  # noqa: Y015
+
+@_typing.final
+class BatchGetFlowsRequest(_message.Message):
+    """Request for BatchGetFlows. Together, `ids` and `names` hold from 1 to
+    1000 items; a repeated id or name is answered each time it appears.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    NAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Flow ids (forms as in ReadFlowRequest.id)."""
+
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Exact flow names."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetFlowsRequest: _TypeAlias = BatchGetFlowsRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetFlowsResponse(_message.Message):
+    """Response for BatchGetFlows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flows(self) -> _containers.RepeatedCompositeFieldContainer[_flow_pb2.Flow]:
+        """The flows of `ids`, in the order given, then those of `names`."""
+
+    def __init__(
+        self,
+        *,
+        flows: _abc.Iterable[_flow_pb2.Flow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows", b"flows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetFlowsResponse: _TypeAlias = BatchGetFlowsResponse  # noqa: Y015
+
+@_typing.final
+class BatchCreateFlowsRequest(_message.Message):
+    """Request for BatchCreateFlows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateFlowRequest]:
+        """From 1 to 1000 CreateFlow requests, each checked as CreateFlow checks
+        it (a violation's field is `requests[i].name` and so on).
+        """
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___CreateFlowRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateFlowsRequest: _TypeAlias = BatchCreateFlowsRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreateFlowsResponse(_message.Message):
+    """Response for BatchCreateFlows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateFlowResponse]:
+        """One answer per request, in the order of the requests."""
+
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___CreateFlowResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateFlowsResponse: _TypeAlias = BatchCreateFlowsResponse  # noqa: Y015

@@ -38,6 +38,8 @@ class FlowServiceStub:
     Every method is safe to retry on UNAVAILABLE: CreateFlow is get-or-create
     by name, UpdateFlow sets tags to the given value, and a retried DeleteFlow
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
+    ABORTED (a stale etag) means the flow changed since it was read: read it
+    again, then decide.
     """
 
     def __init__(self, channel):
@@ -81,6 +83,21 @@ class FlowServiceStub:
                 request_serializer=flowservice_dot_v1_dot_flow__service__pb2.DeleteFlowRequest.SerializeToString,
                 response_deserializer=flowservice_dot_v1_dot_flow__service__pb2.DeleteFlowResponse.FromString,
                 _registered_method=True)
+        self.StreamFlows = channel.unary_stream(
+                '/flowservice.v1.FlowService/StreamFlows',
+                request_serializer=flowservice_dot_v1_dot_flow__service__pb2.StreamFlowsRequest.SerializeToString,
+                response_deserializer=flowservice_dot_v1_dot_flow__service__pb2.StreamFlowsResponse.FromString,
+                _registered_method=True)
+        self.BatchGetFlows = channel.unary_unary(
+                '/flowservice.v1.FlowService/BatchGetFlows',
+                request_serializer=flowservice_dot_v1_dot_flow__service__pb2.BatchGetFlowsRequest.SerializeToString,
+                response_deserializer=flowservice_dot_v1_dot_flow__service__pb2.BatchGetFlowsResponse.FromString,
+                _registered_method=True)
+        self.BatchCreateFlows = channel.unary_unary(
+                '/flowservice.v1.FlowService/BatchCreateFlows',
+                request_serializer=flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsRequest.SerializeToString,
+                response_deserializer=flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsResponse.FromString,
+                _registered_method=True)
 
 
 class FlowServiceServicer:
@@ -96,6 +113,8 @@ class FlowServiceServicer:
     Every method is safe to retry on UNAVAILABLE: CreateFlow is get-or-create
     by name, UpdateFlow sets tags to the given value, and a retried DeleteFlow
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
+    ABORTED (a stale etag) means the flow changed since it was read: read it
+    again, then decide.
     """
 
     def CreateFlow(self, request, context):
@@ -124,8 +143,8 @@ class FlowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReadFlows(self, request, context):
-        """Returns the flows that match every given filter, sorted, paged by
-        offset and limit.
+        """Returns the flows that match every given filter, sorted, one page at a
+        time: by page token (the next page after the previous one) or by offset.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,6 +170,38 @@ class FlowServiceServicer:
         """Deletes a flow, with its flow runs (and their task runs) and its
         deployments; NOT_FOUND for an unknown id. Subflow runs of other flows
         that a deleted task run started are kept, without a parent task run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamFlows(self, request, context):
+        """Streams every flow that matches the filters, in sort order, with no
+        page size: responses of up to `batch_size` flows each, read from one
+        consistent snapshot of the database. The server reads ahead only as
+        far as the client consumes (gRPC flow control), so a slow client holds
+        one batch in the server's memory, not the result set; a cancelled call
+        or an expired deadline stops the database work.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetFlows(self, request, context):
+        """Returns many flows by id and by name in one call: the flows of `ids` in
+        the order given, then those of `names`. All or nothing: if any is
+        missing the call fails with NOT_FOUND, one `ResourceInfo` per missing
+        id or name (the first 10; the message counts them all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateFlows(self, request, context):
+        """CreateFlow for many flows in one transaction: each request is
+        get-or-create by name with its own `created` flag, in the order given.
+        A name that appears twice resolves to one flow (the second answer has
+        `created` false). Concurrent batches with overlapping names never fail.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +245,21 @@ def add_FlowServiceServicer_to_server(servicer, server):
                     request_deserializer=flowservice_dot_v1_dot_flow__service__pb2.DeleteFlowRequest.FromString,
                     response_serializer=flowservice_dot_v1_dot_flow__service__pb2.DeleteFlowResponse.SerializeToString,
             ),
+            'StreamFlows': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamFlows,
+                    request_deserializer=flowservice_dot_v1_dot_flow__service__pb2.StreamFlowsRequest.FromString,
+                    response_serializer=flowservice_dot_v1_dot_flow__service__pb2.StreamFlowsResponse.SerializeToString,
+            ),
+            'BatchGetFlows': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetFlows,
+                    request_deserializer=flowservice_dot_v1_dot_flow__service__pb2.BatchGetFlowsRequest.FromString,
+                    response_serializer=flowservice_dot_v1_dot_flow__service__pb2.BatchGetFlowsResponse.SerializeToString,
+            ),
+            'BatchCreateFlows': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateFlows,
+                    request_deserializer=flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsRequest.FromString,
+                    response_serializer=flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'flowservice.v1.FlowService', rpc_method_handlers)
@@ -215,6 +281,8 @@ class FlowService:
     Every method is safe to retry on UNAVAILABLE: CreateFlow is get-or-create
     by name, UpdateFlow sets tags to the given value, and a retried DeleteFlow
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
+    ABORTED (a stale etag) means the flow changed since it was read: read it
+    again, then decide.
     """
 
     @staticmethod
@@ -396,6 +464,87 @@ class FlowService:
             '/flowservice.v1.FlowService/DeleteFlow',
             flowservice_dot_v1_dot_flow__service__pb2.DeleteFlowRequest.SerializeToString,
             flowservice_dot_v1_dot_flow__service__pb2.DeleteFlowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flowservice.v1.FlowService/StreamFlows',
+            flowservice_dot_v1_dot_flow__service__pb2.StreamFlowsRequest.SerializeToString,
+            flowservice_dot_v1_dot_flow__service__pb2.StreamFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowservice.v1.FlowService/BatchGetFlows',
+            flowservice_dot_v1_dot_flow__service__pb2.BatchGetFlowsRequest.SerializeToString,
+            flowservice_dot_v1_dot_flow__service__pb2.BatchGetFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowservice.v1.FlowService/BatchCreateFlows',
+            flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsRequest.SerializeToString,
+            flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,8 @@ class FlowServiceStub:
     Every method is safe to retry on UNAVAILABLE: CreateFlow is get-or-create
     by name, UpdateFlow sets tags to the given value, and a retried DeleteFlow
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
+    ABORTED (a stale etag) means the flow changed since it was read: read it
+    again, then decide.
     """
 
     @_typing.overload
@@ -57,8 +59,8 @@ class FlowServiceStub:
     ReadFlowByName: _grpc.UnaryUnaryMultiCallable[_flow_service_pb2.ReadFlowByNameRequest, _flow_service_pb2.ReadFlowByNameResponse]
     """Returns the flow with exactly the given name, or NOT_FOUND."""
     ReadFlows: _grpc.UnaryUnaryMultiCallable[_flow_service_pb2.ReadFlowsRequest, _flow_service_pb2.ReadFlowsResponse]
-    """Returns the flows that match every given filter, sorted, paged by
-    offset and limit.
+    """Returns the flows that match every given filter, sorted, one page at a
+    time: by page token (the next page after the previous one) or by offset.
     """
     CountFlows: _grpc.UnaryUnaryMultiCallable[_flow_service_pb2.CountFlowsRequest, _flow_service_pb2.CountFlowsResponse]
     """Counts the flows that match every given filter: always the number of
@@ -72,6 +74,26 @@ class FlowServiceStub:
     """Deletes a flow, with its flow runs (and their task runs) and its
     deployments; NOT_FOUND for an unknown id. Subflow runs of other flows
     that a deleted task run started are kept, without a parent task run.
+    """
+    StreamFlows: _grpc.UnaryStreamMultiCallable[_flow_service_pb2.StreamFlowsRequest, _flow_service_pb2.StreamFlowsResponse]
+    """Streams every flow that matches the filters, in sort order, with no
+    page size: responses of up to `batch_size` flows each, read from one
+    consistent snapshot of the database. The server reads ahead only as
+    far as the client consumes (gRPC flow control), so a slow client holds
+    one batch in the server's memory, not the result set; a cancelled call
+    or an expired deadline stops the database work.
+    """
+    BatchGetFlows: _grpc.UnaryUnaryMultiCallable[_flow_service_pb2.BatchGetFlowsRequest, _flow_service_pb2.BatchGetFlowsResponse]
+    """Returns many flows by id and by name in one call: the flows of `ids` in
+    the order given, then those of `names`. All or nothing: if any is
+    missing the call fails with NOT_FOUND, one `ResourceInfo` per missing
+    id or name (the first 10; the message counts them all).
+    """
+    BatchCreateFlows: _grpc.UnaryUnaryMultiCallable[_flow_service_pb2.BatchCreateFlowsRequest, _flow_service_pb2.BatchCreateFlowsResponse]
+    """CreateFlow for many flows in one transaction: each request is
+    get-or-create by name with its own `created` flag, in the order given.
+    A name that appears twice resolves to one flow (the second answer has
+    `created` false). Concurrent batches with overlapping names never fail.
     """
 
 @_typing.type_check_only
@@ -88,6 +110,8 @@ class FlowServiceAsyncStub(FlowServiceStub):
     Every method is safe to retry on UNAVAILABLE: CreateFlow is get-or-create
     by name, UpdateFlow sets tags to the given value, and a retried DeleteFlow
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
+    ABORTED (a stale etag) means the flow changed since it was read: read it
+    again, then decide.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -103,8 +127,8 @@ class FlowServiceAsyncStub(FlowServiceStub):
     ReadFlowByName: _aio.UnaryUnaryMultiCallable[_flow_service_pb2.ReadFlowByNameRequest, _flow_service_pb2.ReadFlowByNameResponse]  # type: ignore[assignment]
     """Returns the flow with exactly the given name, or NOT_FOUND."""
     ReadFlows: _aio.UnaryUnaryMultiCallable[_flow_service_pb2.ReadFlowsRequest, _flow_service_pb2.ReadFlowsResponse]  # type: ignore[assignment]
-    """Returns the flows that match every given filter, sorted, paged by
-    offset and limit.
+    """Returns the flows that match every given filter, sorted, one page at a
+    time: by page token (the next page after the previous one) or by offset.
     """
     CountFlows: _aio.UnaryUnaryMultiCallable[_flow_service_pb2.CountFlowsRequest, _flow_service_pb2.CountFlowsResponse]  # type: ignore[assignment]
     """Counts the flows that match every given filter: always the number of
@@ -118,6 +142,26 @@ class FlowServiceAsyncStub(FlowServiceStub):
     """Deletes a flow, with its flow runs (and their task runs) and its
     deployments; NOT_FOUND for an unknown id. Subflow runs of other flows
     that a deleted task run started are kept, without a parent task run.
+    """
+    StreamFlows: _aio.UnaryStreamMultiCallable[_flow_service_pb2.StreamFlowsRequest, _flow_service_pb2.StreamFlowsResponse]  # type: ignore[assignment]
+    """Streams every flow that matches the filters, in sort order, with no
+    page size: responses of up to `batch_size` flows each, read from one
+    consistent snapshot of the database. The server reads ahead only as
+    far as the client consumes (gRPC flow control), so a slow client holds
+    one batch in the server's memory, not the result set; a cancelled call
+    or an expired deadline stops the database work.
+    """
+    BatchGetFlows: _aio.UnaryUnaryMultiCallable[_flow_service_pb2.BatchGetFlowsRequest, _flow_service_pb2.BatchGetFlowsResponse]  # type: ignore[assignment]
+    """Returns many flows by id and by name in one call: the flows of `ids` in
+    the order given, then those of `names`. All or nothing: if any is
+    missing the call fails with NOT_FOUND, one `ResourceInfo` per missing
+    id or name (the first 10; the message counts them all).
+    """
+    BatchCreateFlows: _aio.UnaryUnaryMultiCallable[_flow_service_pb2.BatchCreateFlowsRequest, _flow_service_pb2.BatchCreateFlowsResponse]  # type: ignore[assignment]
+    """CreateFlow for many flows in one transaction: each request is
+    get-or-create by name with its own `created` flag, in the order given.
+    A name that appears twice resolves to one flow (the second answer has
+    `created` false). Concurrent batches with overlapping names never fail.
     """
 
 class FlowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -133,6 +177,8 @@ class FlowServiceServicer(metaclass=_abc_1.ABCMeta):
     Every method is safe to retry on UNAVAILABLE: CreateFlow is get-or-create
     by name, UpdateFlow sets tags to the given value, and a retried DeleteFlow
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
+    ABORTED (a stale etag) means the flow changed since it was read: read it
+    again, then decide.
     """
 
     @_abc_1.abstractmethod
@@ -170,8 +216,8 @@ class FlowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _flow_service_pb2.ReadFlowsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_flow_service_pb2.ReadFlowsResponse, _abc.Awaitable[_flow_service_pb2.ReadFlowsResponse]]:
-        """Returns the flows that match every given filter, sorted, paged by
-        offset and limit.
+        """Returns the flows that match every given filter, sorted, one page at a
+        time: by page token (the next page after the previous one) or by offset.
         """
 
     @_abc_1.abstractmethod
@@ -203,6 +249,44 @@ class FlowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deletes a flow, with its flow runs (and their task runs) and its
         deployments; NOT_FOUND for an unknown id. Subflow runs of other flows
         that a deleted task run started are kept, without a parent task run.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamFlows(
+        self,
+        request: _flow_service_pb2.StreamFlowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_flow_service_pb2.StreamFlowsResponse], _abc.AsyncIterator[_flow_service_pb2.StreamFlowsResponse]]:
+        """Streams every flow that matches the filters, in sort order, with no
+        page size: responses of up to `batch_size` flows each, read from one
+        consistent snapshot of the database. The server reads ahead only as
+        far as the client consumes (gRPC flow control), so a slow client holds
+        one batch in the server's memory, not the result set; a cancelled call
+        or an expired deadline stops the database work.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetFlows(
+        self,
+        request: _flow_service_pb2.BatchGetFlowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_flow_service_pb2.BatchGetFlowsResponse, _abc.Awaitable[_flow_service_pb2.BatchGetFlowsResponse]]:
+        """Returns many flows by id and by name in one call: the flows of `ids` in
+        the order given, then those of `names`. All or nothing: if any is
+        missing the call fails with NOT_FOUND, one `ResourceInfo` per missing
+        id or name (the first 10; the message counts them all).
+        """
+
+    @_abc_1.abstractmethod
+    def BatchCreateFlows(
+        self,
+        request: _flow_service_pb2.BatchCreateFlowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_flow_service_pb2.BatchCreateFlowsResponse, _abc.Awaitable[_flow_service_pb2.BatchCreateFlowsResponse]]:
+        """CreateFlow for many flows in one transaction: each request is
+        get-or-create by name with its own `created` flag, in the order given.
+        A name that appears twice resolves to one flow (the second answer has
+        `created` false). Concurrent batches with overlapping names never fail.
         """
 
 def add_FlowServiceServicer_to_server(servicer: FlowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
