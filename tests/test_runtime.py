@@ -211,6 +211,9 @@ def test_transport_settings_become_channel_arguments() -> None:
     assert options["grpc.max_receive_message_length"] == 4 * 1024 * 1024
     assert options["grpc.so_reuseport"] == 0
     assert "grpc.max_connection_age_ms" not in options
+    # The stream limit counts open streams only (tests/test_load.py shows why).
+    assert options["grpc.max_concurrent_streams"] == 100
+    assert options["grpc.http.overload_protection"] == 0
     aged = dict(grpc_options(GrpcSettings(), reuse_port=True))
     assert (aged["grpc.max_connection_age_ms"], aged["grpc.max_connection_age_grace_ms"]) == (
         1_800_000,

@@ -16,7 +16,8 @@ SERVICE_NAME = "flowservice.v1.FlowService"
 
 #: Every FlowService method is safe to retry (see the service's proto comment),
 #: so the client retries UNAVAILABLE (database busy or briefly unreachable,
-#: server draining) with exponential backoff.
+#: server draining, a stream refused as its connection goes away) with
+#: exponential backoff.
 SERVICE_CONFIG: dict[str, Any] = {
     "methodConfig": [
         {

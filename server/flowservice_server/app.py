@@ -95,6 +95,12 @@ def grpc_options(settings: GrpcSettings, *, reuse_port: bool) -> list[tuple[str,
         ("grpc.http2.max_ping_strikes", 2),
         ("grpc.max_receive_message_length", settings.max_receive_message_size),
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        # Count only the streams open on the connection, as the client does.
+        # grpc core otherwise also counts calls that have ended on the wire but
+        # that this process has not released yet (grpc.aio frees them a few
+        # event-loop turns later), and refuses new streams (REFUSED_STREAM, seen
+        # as UNAVAILABLE) that a client within the advertised limit opened.
+        ("grpc.http.overload_protection", 0),
         # Without SO_REUSEPORT a second server on a busy port fails instead of
         # silently sharing it; workers of one supervisor share on purpose.
         ("grpc.so_reuseport", 1 if reuse_port else 0),

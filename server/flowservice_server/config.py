@@ -225,7 +225,9 @@ class GrpcSettings:
         4 * 1024 * 1024, parse_positive_count, "largest request accepted, in bytes"
     )
     max_concurrent_streams: int = setting(
-        100, parse_positive_count, "calls in flight per connection"
+        100,
+        parse_positive_count,
+        "calls open at once per connection (HTTP/2 streams); clients queue calls beyond it",
     )
 
 
