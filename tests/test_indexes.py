@@ -24,6 +24,7 @@ OURS = {
     "sqlite": {
         "ix_flow_run__state_type_coalesce_start_time_flow_id",
         "ix_flow_run__state_type_flow_id",
+        "ix_flow_run__flow_id_start_time_id",
     },
     "postgresql": {
         "ix_flow_run__state_type_coalesce_start_time_flow_id",
@@ -31,6 +32,7 @@ OURS = {
         "ix_flow__tags",
         "ix_flow_run__tags",
         "ix_deployment__tags",
+        "ix_flow_run__flow_id_start_time_id",
     },
 }
 

@@ -227,7 +227,7 @@ async def test_postgresql_servers_starting_together_migrate_once(scratch_postgre
     finally:
         for database in databases:
             await database.close()
-    assert version == "0004"
+    assert version == "0005"
 
 
 # --- without pg_trgm -----------------------------------------------------------------
@@ -275,10 +275,11 @@ async def test_postgresql_without_pg_trgm_migrates_logs_and_still_filters(
 # --- the schema is Prefect's -----------------------------------------------------------
 
 #: Tables outside the six: Prefect's foreign keys to them are left out.
-#: Indexes FlowService adds for its filters (migrations 0002 to 0004).
+#: Indexes FlowService adds for its filters (migrations 0002 to 0005).
 OUR_INDEXES = {
     "ix_flow_run__state_type_coalesce_start_time_flow_id",
     "ix_flow_run__state_type_flow_id",
+    "ix_flow_run__flow_id_start_time_id",
     "ix_flow__tags",
     "ix_flow_run__tags",
     "ix_deployment__tags",

@@ -94,17 +94,22 @@ class FlowClient:
         task_runs: FilterArg[filters_pb2.TaskRunFilter] = None,
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
+        latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
         sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
     ) -> list[flow_pb2.Flow]:
-        """Flows matching every given filter (a message or its JSON-form dict)."""
+        """Flows matching every given filter (a message or its JSON-form dict).
+
+        `latest_flow_run` must hold for each flow's latest started run.
+        """
         filters = _shared.filter_fields(
             flows=flows,
             flow_runs=flow_runs,
             task_runs=task_runs,
             deployments=deployments,
             work_pools=work_pools,
+            latest_flow_run=latest_flow_run,
         )
         request = _shared.read_flows_request(filters, sort, offset, limit)
         return list((await self._call(self._stub.ReadFlows, request)).flows)
@@ -117,6 +122,7 @@ class FlowClient:
         task_runs: FilterArg[filters_pb2.TaskRunFilter] = None,
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
+        latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
     ) -> int:
         """The number of flows `read_flows` returns for the same filters, unlimited."""
         filters = _shared.filter_fields(
@@ -125,6 +131,7 @@ class FlowClient:
             task_runs=task_runs,
             deployments=deployments,
             work_pools=work_pools,
+            latest_flow_run=latest_flow_run,
         )
         request = flow_service_pb2.CountFlowsRequest(**filters)
         return (await self._call(self._stub.CountFlows, request)).count

@@ -116,14 +116,16 @@ def filter_fields(
     task_runs: FilterArg[filters_pb2.TaskRunFilter],
     deployments: FilterArg[filters_pb2.DeploymentFilter],
     work_pools: FilterArg[filters_pb2.WorkPoolFilter],
+    latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
 ) -> dict[str, Any]:
-    """The five filter fields that ReadFlowsRequest and CountFlowsRequest share."""
+    """The filter fields that the flow queries (ReadFlows, CountFlows, …) share."""
     return {
         "flows": as_message(flows, filters_pb2.FlowFilter),
         "flow_runs": as_message(flow_runs, filters_pb2.FlowRunFilter),
         "task_runs": as_message(task_runs, filters_pb2.TaskRunFilter),
         "deployments": as_message(deployments, filters_pb2.DeploymentFilter),
         "work_pools": as_message(work_pools, filters_pb2.WorkPoolFilter),
+        "latest_flow_run": as_message(latest_flow_run, filters_pb2.FlowRunFilter),
     }
 
 

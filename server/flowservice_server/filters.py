@@ -377,15 +377,22 @@ def _conditions(message: Message, path: str, violations: Violations) -> list[Cla
     return clauses
 
 
-#: The two flow queries; both carry the same five filters.
-FilterRequest = flow_service_pb2.ReadFlowsRequest | flow_service_pb2.CountFlowsRequest
-FilterName = Literal["flows", "flow_runs", "task_runs", "deployments", "work_pools"]
+#: The flow queries; each carries the same filters.
+FilterRequest = (
+    flow_service_pb2.ReadFlowsRequest
+    | flow_service_pb2.CountFlowsRequest
+    | flow_service_pb2.StreamFlowsRequest
+)
+FilterName = Literal[
+    "flows", "flow_runs", "task_runs", "deployments", "work_pools", "latest_flow_run"
+]
 
 
 def flow_filters(request: FilterRequest, violations: Violations) -> FlowFilters:
-    """The request's five filters, each compiled on its own table; None where left out.
+    """The request's filters, each compiled on its own table; None where left out.
 
-    `models.flows` joins them into the flow query.
+    `latest_flow_run` is a flow-run filter like `flow_runs`, compiled on the
+    flow_run table; `models.flows` joins them all into the flow query.
     """
 
     def compiled(name: FilterName) -> Clause | None:
@@ -406,4 +413,5 @@ def flow_filters(request: FilterRequest, violations: Violations) -> FlowFilters:
         task_runs=task_runs,
         deployments=deployments,
         work_pools=work_pools,
+        latest_flow_run=compiled("latest_flow_run"),
     )

@@ -1,6 +1,6 @@
 """FlowService's own indexes, which a Prefect server's database gets only when asked.
 
-The managed schema gets them from its migrations (0002–0004). A database that
+The managed schema gets them from its migrations (0002–0005). A database that
 a Prefect server owns is never changed by `flowservice serve`; its operator
 adds the same indexes on purpose with `flowservice indexes add`, and can take
 them away with `flowservice indexes drop` (say, before a Prefect upgrade that
@@ -51,6 +51,8 @@ INDEXES = (
     ),
     # 0004: "flows with runs in state S": their flow ids, in order, from the index alone.
     Index("ix_flow_run__state_type_flow_id", "flow_run", "state_type, flow_id"),
+    # 0005: "flows whose latest run …": one seek per flow finds its latest run.
+    Index("ix_flow_run__flow_id_start_time_id", "flow_run", "flow_id, start_time, id"),
 )
 
 

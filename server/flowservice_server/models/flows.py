@@ -102,6 +102,8 @@ class FlowFilters:
     task_runs: Clause | None = None
     deployments: Clause | None = None
     work_pools: Clause | None = None
+    #: On the flow_run table too, but met by the flow's latest run.
+    latest_flow_run: Clause | None = None
 
 
 def read_flows(
@@ -135,6 +137,7 @@ def count_flows(connection: sa.Connection, *, filters: FlowFilters) -> int:
         filters.flows is not None
         or filters.deployments is not None
         or filters.work_pools is not None
+        or filters.latest_flow_run is not None
     )
     if not about_flows and (filters.flow_runs is not None or filters.task_runs is not None):
         source, conditions = _run_conditions(filters)
@@ -162,7 +165,31 @@ def flow_conditions(filters: FlowFilters) -> list[Clause]:
         clauses.append(
             flow.c.id.in_(sa.select(flow_run.c.flow_id).select_from(source).where(*conditions))
         )
+    if filters.latest_flow_run is not None:
+        clauses.append(_latest_run_meets(filters.latest_flow_run))
     return clauses
+
+
+_later_run = flow_run.alias("later_run")
+
+
+def _latest_run_meets(condition: Clause) -> Clause:
+    """The flow's latest run meets `condition` (a condition on flow_run).
+
+    The latest run is the one with the greatest start_time, runs never started
+    left out, ties broken by the greater id: for each flow one seek in the
+    (flow_id, start_time, id) index finds it, then the condition is checked on
+    that one row. A listing in index order stops once its page is full.
+    """
+    latest_id = (
+        sa.select(_later_run.c.id)
+        .where(_later_run.c.flow_id == flow.c.id, _later_run.c.start_time.is_not(None))
+        .order_by(_later_run.c.start_time.desc(), _later_run.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        .correlate(flow)
+    )
+    return sa.exists().where(flow_run.c.id == latest_id, condition)
 
 
 def _deployment_flow_ids(filters: FlowFilters) -> sa.Select[Any]:
