@@ -104,16 +104,18 @@ BAD_INPUT: list[Any] = [
 
 @pytest.mark.parametrize(("call", "fields"), BAD_INPUT)
 async def test_bad_input_is_invalid_argument_naming_the_field(
-    client: FlowClient, call: Call, fields: list[str]
+    any_backend_client: FlowClient, call: Call, fields: list[str]
 ) -> None:
-    error = await expect_error(call(client), grpc.StatusCode.INVALID_ARGUMENT, *fields)
+    error = await expect_error(call(any_backend_client), grpc.StatusCode.INVALID_ARGUMENT, *fields)
     assert error.error_info is not None
     assert error.error_info.reason == "INVALID_ARGUMENT"
     assert fields[0] in error.message
 
 
-async def test_undecodable_request_bytes_are_invalid_argument(client: FlowClient) -> None:
-    raw = client._channel.unary_unary(
+async def test_undecodable_request_bytes_are_invalid_argument(
+    any_backend_client: FlowClient,
+) -> None:
+    raw = any_backend_client._channel.unary_unary(
         "/flowservice.v1.FlowService/ReadFlow",
         request_serializer=lambda b: b,
         response_deserializer=lambda b: b,

@@ -229,10 +229,10 @@ async def test_deployment_is_null_tells_deployed_flows(
     ],
 )
 async def test_rejects_bad_paging_and_sorting(
-    client: FlowClient, request_fields: dict[str, int], field: str
+    any_backend_client: FlowClient, request_fields: dict[str, int], field: str
 ) -> None:
     await expect_error(
-        client.read_flows(**request_fields),  # type: ignore[arg-type]  # deliberately out of range
+        any_backend_client.read_flows(**request_fields),  # type: ignore[arg-type]  # deliberately out of range
         grpc.StatusCode.INVALID_ARGUMENT,
         field,
     )
