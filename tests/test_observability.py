@@ -84,12 +84,12 @@ async def test_metrics_report_the_calls_just_made(observed: RunningServer) -> No
 
 
 async def test_an_access_log_line_per_call(
-    server: RunningServer, client: FlowClient, caplog: pytest.LogCaptureFixture
+    any_backend_client: FlowClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="flowservice.access"):
-        await client.create_flow("logged", labels={"secret-ish": "value"})
+        await any_backend_client.create_flow("logged", labels={"secret-ish": "value"})
         with pytest.raises(RpcError):
-            await client.read_flow("not-a-uuid")
+            await any_backend_client.read_flow("not-a-uuid")
         # A failed call's status can reach the client before the server logs it.
         for _ in range(100):
             lines = [r for r in caplog.records if r.name == "flowservice.access"]
@@ -130,9 +130,11 @@ def spans() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-async def traced(database_url: str, spans: InMemorySpanExporter) -> AsyncIterator[RunningServer]:
+async def traced(any_backend_url: str, spans: InMemorySpanExporter) -> AsyncIterator[RunningServer]:
     settings = Settings(
-        address="127.0.0.1:0", tracing="opentelemetry", database=DatabaseSettings(url=database_url)
+        address="127.0.0.1:0",
+        tracing="opentelemetry",
+        database=DatabaseSettings(url=any_backend_url),
     )
     running = await start_server(settings)
     spans.clear()
