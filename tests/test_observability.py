@@ -19,8 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from flowservice.client import FlowClient, RpcError
-from flowservice.v1 import flow_service_pb2 as s
-from flowservice.v1 import flow_service_pb2_grpc
+from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server.app import start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.observability import JsonFormatter
@@ -151,10 +150,10 @@ async def test_each_call_is_a_server_span_continuing_the_callers_trace(
     async with grpc.aio.insecure_channel(target) as channel:
         stub = flow_service_pb2_grpc.FlowServiceStub(channel)
         await stub.CreateFlow(
-            s.CreateFlowRequest(name="traced"), metadata=(("traceparent", parent),)
+            flow_service_pb2.CreateFlowRequest(name="traced"), metadata=(("traceparent", parent),)
         )
         with pytest.raises(grpc.aio.AioRpcError):
-            await stub.ReadFlow(s.ReadFlowRequest(id=str(uuid.uuid4())))
+            await stub.ReadFlow(flow_service_pb2.ReadFlowRequest(id=str(uuid.uuid4())))
     # A failed call's status can reach the client before the server ends its span.
     for _ in range(100):
         finished = spans.get_finished_spans()
