@@ -1,6 +1,8 @@
 """Shared fixtures: database_url (sqlite, postgresql) -> server -> client, and a seeder.
 
-Every test that uses `server` or `client` runs once per backend. The SQLite
+Every test that uses `server` or `client` runs once per backend; a test of what
+cannot differ by backend uses `any_backend_server` or `any_backend_client`
+instead, which run once, on SQLite (see `any_backend_url`). The SQLite
 backend gets a fresh file per test, copied from a migrated template; the
 PostgreSQL backend gets one fresh database per session (dropped at the end)
 whose tables are emptied before each test. PostgreSQL tests skip, saying why,
@@ -103,16 +105,33 @@ async def _empty_tables(url: str) -> None:
         await engine.dispose()
 
 
+def _sqlite_copy(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    path = tmp_path / "flowservice.db"
+    shutil.copy(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty, migrated database of each backend."""
     if request.param == "sqlite":
-        path = tmp_path / "flowservice.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite+aiosqlite:///{path}"
+        return _sqlite_copy(request, tmp_path)
     url: str = request.getfixturevalue("postgres_database")
     run_sync(_empty_tables(url))
     return url
+
+
+@pytest.fixture
+def any_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated SQLite database: one backend, for what cannot differ by backend.
+
+    Request validation, authentication, TLS, transport limits, reflection, health,
+    access logs and spans are decided before any SQL runs (or without any), so a
+    test of them alone would only repeat itself on PostgreSQL. A test whose outcome
+    involves the database at all uses `database_url`, `server` or `client`, which
+    run once per backend.
+    """
+    return _sqlite_copy(request, tmp_path)
 
 
 @pytest.fixture
@@ -132,6 +151,22 @@ async def server(database_url: str) -> AsyncIterator[RunningServer]:
 @pytest.fixture
 async def client(server: RunningServer) -> AsyncIterator[FlowClient]:
     async with FlowClient(f"127.0.0.1:{server.port}", timeout=30) as flow_client:
+        yield flow_client
+
+
+@pytest.fixture
+async def any_backend_server(any_backend_url: str) -> AsyncIterator[RunningServer]:
+    """`server`, run once, on SQLite: see `any_backend_url` for when that suffices."""
+    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=any_backend_url))
+    running = await start_server(settings)
+    yield running
+    await running.stop(grace=None)
+
+
+@pytest.fixture
+async def any_backend_client(any_backend_server: RunningServer) -> AsyncIterator[FlowClient]:
+    """`client`, run once, on SQLite: see `any_backend_url` for when that suffices."""
+    async with FlowClient(f"127.0.0.1:{any_backend_server.port}", timeout=30) as flow_client:
         yield flow_client
 
 

@@ -15,8 +15,7 @@ from sqlalchemy import exc as sa_exc
 
 from flowservice.client import FlowClient, RpcError
 from flowservice.errors import from_failed_call
-from flowservice.v1 import filters_pb2 as f
-from flowservice.v1 import flow_service_pb2 as s
+from flowservice.v1 import filters_pb2, flow_service_pb2
 from flowservice_server import errors, validate
 from flowservice_server.interceptors import ErrorStatusInterceptor
 from tests.helpers import expect_error
@@ -30,19 +29,19 @@ def _labels(**values: Any) -> Call:
 
 
 def _nan_label(c: FlowClient) -> Awaitable[Any]:
-    request = s.CreateFlowRequest(name="nan")
+    request = flow_service_pb2.CreateFlowRequest(name="nan")
     request.labels.update({"x": float("nan")})
     return c._call(c._stub.CreateFlow, request)
 
 
 def _bad_timestamp(c: FlowClient) -> Awaitable[Any]:
-    flow_runs = f.FlowRunFilter()
+    flow_runs = filters_pb2.FlowRunFilter()
     flow_runs.start_time.after.nanos = 2_000_000_000
     return c.read_flows(flow_runs=flow_runs)
 
 
 def _unknown_operator(c: FlowClient) -> Awaitable[Any]:
-    return c.read_flows(flows=f.FlowFilter(operator=7))  # type: ignore[arg-type]  # not a defined value
+    return c.read_flows(flows=filters_pb2.FlowFilter(operator=7))  # type: ignore[arg-type]  # not a defined value
 
 
 #: (call, the field paths the violations must name)
@@ -104,16 +103,18 @@ BAD_INPUT: list[Any] = [
 
 @pytest.mark.parametrize(("call", "fields"), BAD_INPUT)
 async def test_bad_input_is_invalid_argument_naming_the_field(
-    client: FlowClient, call: Call, fields: list[str]
+    any_backend_client: FlowClient, call: Call, fields: list[str]
 ) -> None:
-    error = await expect_error(call(client), grpc.StatusCode.INVALID_ARGUMENT, *fields)
+    error = await expect_error(call(any_backend_client), grpc.StatusCode.INVALID_ARGUMENT, *fields)
     assert error.error_info is not None
     assert error.error_info.reason == "INVALID_ARGUMENT"
     assert fields[0] in error.message
 
 
-async def test_undecodable_request_bytes_are_invalid_argument(client: FlowClient) -> None:
-    raw = client._channel.unary_unary(
+async def test_undecodable_request_bytes_are_invalid_argument(
+    any_backend_client: FlowClient,
+) -> None:
+    raw = any_backend_client._channel.unary_unary(
         "/flowservice.v1.FlowService/ReadFlow",
         request_serializer=lambda b: b,
         response_deserializer=lambda b: b,
@@ -305,5 +306,5 @@ def test_the_table_never_answers_unknown() -> None:
 def test_label_struct_values_are_checked_not_coerced() -> None:
     struct = struct_pb2.Struct()
     struct.update({"flag": True, "text": "1"})
-    request = s.CreateFlowRequest(name="x", labels=struct)
+    request = flow_service_pb2.CreateFlowRequest(name="x", labels=struct)
     assert validate.create_flow(request).labels == {"flag": True, "text": "1"}

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import FieldDescriptor
 
-from flowservice.v1 import filters_pb2 as f
+from flowservice.v1 import filters_pb2
 from flowservice_server import filters
 from flowservice_server.db.tables import flow, flow_run, task_run
 from flowservice_server.errors import Violations
@@ -202,7 +202,7 @@ def test_an_invalid_timestamp_is_a_violation() -> None:
 
 
 def test_flow_run_start_bounds_fall_back_to_the_expected_start(database: sa.Engine) -> None:
-    table = filters.TABLES[f.FlowRunFilterStartTime]
+    table = filters.TABLES[filters_pb2.FlowRunFilterStartTime]
     later = at(T0 + timedelta(minutes=30))
     assert matching_runs(database, table["after"](later, "p", Violations())) == ["run-1"]
     assert matching_runs(database, table["is_null"](True, "p", Violations())) == ["run-1", "run-2"]
@@ -279,22 +279,26 @@ def matching_task_runs(engine: sa.Engine, clause: sa.ColumnElement[bool]) -> lis
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        pytest.param(f.TaskRunFilterFlowRunId(), ["in-a-run"], id="absent-is-null-means-false"),
-        pytest.param(f.TaskRunFilterFlowRunId(is_null=False), ["in-a-run"], id="false"),
-        pytest.param(f.TaskRunFilterFlowRunId(is_null=True), ["autonomous"], id="true"),
         pytest.param(
-            f.TaskRunFilterFlowRunId(is_null=True, any=listed(str(uuid.UUID(int=1)))),
+            filters_pb2.TaskRunFilterFlowRunId(), ["in-a-run"], id="absent-is-null-means-false"
+        ),
+        pytest.param(filters_pb2.TaskRunFilterFlowRunId(is_null=False), ["in-a-run"], id="false"),
+        pytest.param(filters_pb2.TaskRunFilterFlowRunId(is_null=True), ["autonomous"], id="true"),
+        pytest.param(
+            filters_pb2.TaskRunFilterFlowRunId(is_null=True, any=listed(str(uuid.UUID(int=1)))),
             ["autonomous"],
             id="true-ignores-any",
         ),
         pytest.param(
-            f.TaskRunFilterFlowRunId(any=listed(str(uuid.UUID(int=1)))), ["in-a-run"], id="any"
+            filters_pb2.TaskRunFilterFlowRunId(any=listed(str(uuid.UUID(int=1)))),
+            ["in-a-run"],
+            id="any",
         ),
-        pytest.param(f.TaskRunFilterFlowRunId(any=listed()), [], id="empty-any"),
+        pytest.param(filters_pb2.TaskRunFilterFlowRunId(any=listed()), [], id="empty-any"),
     ],
 )
 def test_task_run_flow_run_id_defaults_is_null_to_false(
-    database: sa.Engine, message: f.TaskRunFilterFlowRunId, expected: list[str]
+    database: sa.Engine, message: filters_pb2.TaskRunFilterFlowRunId, expected: list[str]
 ) -> None:
     clause = filters.compile_filter(message, "task_runs.flow_run_id", Violations())
     assert matching_task_runs(database, clause) == expected
@@ -304,7 +308,11 @@ def test_task_run_flow_run_id_defaults_is_null_to_false(
 
 
 def test_combine_without_conditions_is_true_whatever_the_operator(database: sa.Engine) -> None:
-    for operator in (f.OPERATOR_UNSPECIFIED, f.OPERATOR_AND, f.OPERATOR_OR):
+    for operator in (
+        filters_pb2.OPERATOR_UNSPECIFIED,
+        filters_pb2.OPERATOR_AND,
+        filters_pb2.OPERATOR_OR,
+    ):
         assert len(matching(database, filters.combine(operator, []))) == 4
 
 
@@ -312,20 +320,23 @@ def test_combine_joins_with_and_or_or(database: sa.Engine) -> None:
     a = flow.c.name == "a"
     db = filters.has_all_tags(flow.c.tags)(["db"], "p", Violations())
     assert db is not None
-    assert matching(database, filters.combine(f.OPERATOR_AND, [a, db])) == ["a"]
-    assert matching(database, filters.combine(f.OPERATOR_UNSPECIFIED, [a, db])) == ["a"]
-    assert matching(database, filters.combine(f.OPERATOR_OR, [a, db])) == ["a", "b"]
+    assert matching(database, filters.combine(filters_pb2.OPERATOR_AND, [a, db])) == ["a"]
+    assert matching(database, filters.combine(filters_pb2.OPERATOR_UNSPECIFIED, [a, db])) == ["a"]
+    assert matching(database, filters.combine(filters_pb2.OPERATOR_OR, [a, db])) == ["a", "b"]
 
 
 def test_an_empty_child_is_true_so_an_or_parent_matches_everything(database: sa.Engine) -> None:
-    message = f.FlowFilter(operator=f.OPERATOR_OR, name=f.FlowFilterName(any=listed("a")))
+    message = filters_pb2.FlowFilter(
+        operator=filters_pb2.OPERATOR_OR, name=filters_pb2.FlowFilterName(any=listed("a"))
+    )
     message.tags.SetInParent()
     assert len(matching(database, filters.compile_filter(message, "flows", Violations()))) == 4
 
 
 def test_state_filters_drop_empty_children(database: sa.Engine) -> None:
-    message = f.FlowRunFilterState(
-        operator=f.OPERATOR_OR, type=f.FlowRunFilterStateType(any=listed("FAILED"))
+    message = filters_pb2.FlowRunFilterState(
+        operator=filters_pb2.OPERATOR_OR,
+        type=filters_pb2.FlowRunFilterStateType(any=listed("FAILED")),
     )
     message.name.SetInParent()
     clause = filters.compile_filter(message, "flow_runs.state", Violations())
@@ -333,7 +344,10 @@ def test_state_filters_drop_empty_children(database: sa.Engine) -> None:
 
 
 def test_the_compiler_reports_every_violation_with_its_path() -> None:
-    message = f.FlowFilter(operator=9, id=f.FlowFilterId(any=listed("nope"), not_any=["x"]))  # type: ignore[arg-type]  # invalid on purpose
+    message = filters_pb2.FlowFilter(
+        operator=9,  # type: ignore[arg-type]  # invalid on purpose
+        id=filters_pb2.FlowFilterId(any=listed("nope"), not_any=["x"]),
+    )
     violations = Violations()
     filters.compile_filter(message, "flows", violations)
     assert sorted(v.field for v in violations.items) == [
@@ -348,12 +362,14 @@ def test_the_compiler_reports_every_violation_with_its_path() -> None:
 
 def _filter_messages() -> list[Any]:
     return [
-        getattr(f, name) for name in f.DESCRIPTOR.message_types_by_name if not name.startswith("_")
+        getattr(filters_pb2, name)
+        for name in filters_pb2.DESCRIPTOR.message_types_by_name
+        if not name.startswith("_")
     ]
 
 
 #: Reached by no rule: Prefect's DeploymentFilter never reads concurrency_limit.
-NEVER_COMPILED = {f.DeploymentFilterConcurrencyLimit}
+NEVER_COMPILED = {filters_pb2.DeploymentFilterConcurrencyLimit}
 
 
 @pytest.mark.parametrize("message", _filter_messages(), ids=lambda m: m.DESCRIPTOR.name)
@@ -364,10 +380,11 @@ def test_every_field_of_every_filter_message_has_a_rule(message: Any) -> None:
     rules = filters.TABLES[message]
     for field in message.DESCRIPTOR.fields:
         nested = (
-            field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.file is f.DESCRIPTOR
+            field.type == FieldDescriptor.TYPE_MESSAGE
+            and field.message_type.file is filters_pb2.DESCRIPTOR
         )
         if field.name == "operator" or (nested and field.name not in rules):
-            assert field.name == "operator" or getattr(f, field.message_type.name) in (
+            assert field.name == "operator" or getattr(filters_pb2, field.message_type.name) in (
                 *filters.TABLES,
                 *filters.SPECIAL,
             )

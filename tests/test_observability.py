@@ -19,8 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from flowservice.client import FlowClient, RpcError
-from flowservice.v1 import flow_service_pb2 as s
-from flowservice.v1 import flow_service_pb2_grpc
+from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server.app import start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.observability import JsonFormatter
@@ -84,12 +83,12 @@ async def test_metrics_report_the_calls_just_made(observed: RunningServer) -> No
 
 
 async def test_an_access_log_line_per_call(
-    server: RunningServer, client: FlowClient, caplog: pytest.LogCaptureFixture
+    any_backend_client: FlowClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="flowservice.access"):
-        await client.create_flow("logged", labels={"secret-ish": "value"})
+        await any_backend_client.create_flow("logged", labels={"secret-ish": "value"})
         with pytest.raises(RpcError):
-            await client.read_flow("not-a-uuid")
+            await any_backend_client.read_flow("not-a-uuid")
         # A failed call's status can reach the client before the server logs it.
         for _ in range(100):
             lines = [r for r in caplog.records if r.name == "flowservice.access"]
@@ -130,9 +129,11 @@ def spans() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-async def traced(database_url: str, spans: InMemorySpanExporter) -> AsyncIterator[RunningServer]:
+async def traced(any_backend_url: str, spans: InMemorySpanExporter) -> AsyncIterator[RunningServer]:
     settings = Settings(
-        address="127.0.0.1:0", tracing="opentelemetry", database=DatabaseSettings(url=database_url)
+        address="127.0.0.1:0",
+        tracing="opentelemetry",
+        database=DatabaseSettings(url=any_backend_url),
     )
     running = await start_server(settings)
     spans.clear()
@@ -149,10 +150,10 @@ async def test_each_call_is_a_server_span_continuing_the_callers_trace(
     async with grpc.aio.insecure_channel(target) as channel:
         stub = flow_service_pb2_grpc.FlowServiceStub(channel)
         await stub.CreateFlow(
-            s.CreateFlowRequest(name="traced"), metadata=(("traceparent", parent),)
+            flow_service_pb2.CreateFlowRequest(name="traced"), metadata=(("traceparent", parent),)
         )
         with pytest.raises(grpc.aio.AioRpcError):
-            await stub.ReadFlow(s.ReadFlowRequest(id=str(uuid.uuid4())))
+            await stub.ReadFlow(flow_service_pb2.ReadFlowRequest(id=str(uuid.uuid4())))
     # A failed call's status can reach the client before the server ends its span.
     for _ in range(100):
         finished = spans.get_finished_spans()

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from flowservice.v1 import flow_service_pb2 as s
+from flowservice.v1 import flow_service_pb2
 from flowservice_server import filters
 from flowservice_server.db.tables import flow
 from flowservice_server.errors import Violations
@@ -109,7 +109,7 @@ TAG_PATHS: list[Any] = [
 
 async def plan_for(database_url: str, request_json: dict[str, Any]) -> str:
     """The database's plan for ReadFlows with this request (index use forced on PostgreSQL)."""
-    request = json_format.ParseDict(request_json, s.ReadFlowsRequest())
+    request = json_format.ParseDict(request_json, flow_service_pb2.ReadFlowsRequest())
     query = (  # the name column: its text type leaves EXPLAIN's rows unconverted
         sa.select(flow.c.name)
         .where(*flow_conditions(filters.flow_filters(request, Violations())))

@@ -32,9 +32,9 @@ def _reflect(port: int) -> tuple[list[str], list[str]]:
 
 
 async def test_reflection_lists_the_services_and_describes_flowservice(
-    server: RunningServer,
+    any_backend_server: RunningServer,
 ) -> None:
-    services, methods = await asyncio.to_thread(_reflect, server.port)
+    services, methods = await asyncio.to_thread(_reflect, any_backend_server.port)
     assert services == [
         "flowservice.v1.FlowService",
         "grpc.health.v1.Health",
@@ -53,9 +53,9 @@ async def test_reflection_lists_the_services_and_describes_flowservice(
 
 @pytest.mark.parametrize("version", ["v1alpha", "v1"])
 async def test_reflection_answers_under_both_protocol_versions(
-    server: RunningServer, version: str
+    any_backend_server: RunningServer, version: str
 ) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{any_backend_server.port}") as channel:
         info = channel.stream_stream(
             f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
             request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
@@ -76,17 +76,24 @@ async def _check(port: int, service: str) -> int:
 
 
 @pytest.mark.parametrize("service", ["", SERVICE])
-async def test_health_is_serving_once_started(server: RunningServer, service: str) -> None:
-    assert await _check(server.port, service) == health_pb2.HealthCheckResponse.SERVING
+async def test_health_is_serving_once_started(
+    any_backend_server: RunningServer, service: str
+) -> None:
+    assert await _check(any_backend_server.port, service) == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_health_of_an_unknown_service_is_not_found(server: RunningServer) -> None:
+async def test_health_of_an_unknown_service_is_not_found(any_backend_server: RunningServer) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await _check(server.port, "no.such.Service")
+        await _check(any_backend_server.port, "no.such.Service")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_health_goes_not_serving_when_shutdown_begins(server: RunningServer) -> None:
-    await server.health.enter_graceful_shutdown()
+async def test_health_goes_not_serving_when_shutdown_begins(
+    any_backend_server: RunningServer,
+) -> None:
+    await any_backend_server.health.enter_graceful_shutdown()
     for service in ("", SERVICE):
-        assert await _check(server.port, service) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert (
+            await _check(any_backend_server.port, service)
+            == health_pb2.HealthCheckResponse.NOT_SERVING
+        )

@@ -183,10 +183,10 @@ async def test_calls_without_a_deadline_still_wait_for_a_busy_database(
 
 
 @pytest.fixture
-async def small_server(database_url: str) -> AsyncIterator[RunningServer]:
+async def small_server(any_backend_url: str) -> AsyncIterator[RunningServer]:
     settings = Settings(
         address="127.0.0.1:0",
-        database=DatabaseSettings(url=database_url),
+        database=DatabaseSettings(url=any_backend_url),
         grpc=GrpcSettings(max_receive_message_size=1024),
     )
     running = await start_server(settings)

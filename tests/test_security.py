@@ -40,8 +40,8 @@ async def _serve(database_url: str, **settings: Any) -> RunningServer:
 
 
 @pytest.fixture
-async def guarded(database_url: str) -> AsyncIterator[RunningServer]:
-    running = await _serve(database_url, auth=AuthSettings(tokens=TOKENS))
+async def guarded(any_backend_url: str) -> AsyncIterator[RunningServer]:
+    running = await _serve(any_backend_url, auth=AuthSettings(tokens=TOKENS))
     yield running
     await running.stop(grace=None)
 
@@ -106,9 +106,9 @@ async def test_health_stays_open_by_default(guarded: RunningServer) -> None:
     assert await _health(f"127.0.0.1:{guarded.port}") == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_health_and_reflection_can_require_the_token_too(database_url: str) -> None:
+async def test_health_and_reflection_can_require_the_token_too(any_backend_url: str) -> None:
     running = await _serve(
-        database_url, auth=AuthSettings(tokens=TOKENS, open_health_and_reflection=False)
+        any_backend_url, auth=AuthSettings(tokens=TOKENS, open_health_and_reflection=False)
     )
     try:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -118,10 +118,10 @@ async def test_health_and_reflection_can_require_the_token_too(database_url: str
         await running.stop(grace=None)
 
 
-async def test_tokens_can_come_from_a_file(database_url: str, tmp_path: Path) -> None:
+async def test_tokens_can_come_from_a_file(any_backend_url: str, tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text("\nfile-token-1\nfile-token-2\n")
-    running = await _serve(database_url, auth=AuthSettings(tokens_file=str(tokens)))
+    running = await _serve(any_backend_url, auth=AuthSettings(tokens_file=str(tokens)))
     try:
         target = f"127.0.0.1:{running.port}"
         async with FlowClient(target, token="file-token-2") as client:
@@ -247,17 +247,19 @@ def _tls(certificates: Certificates, *, mutual: bool) -> TlsSettings:
 
 
 @pytest.fixture
-async def tls_server(database_url: str, certificates: Certificates) -> AsyncIterator[RunningServer]:
-    running = await _serve(database_url, tls=_tls(certificates, mutual=False))
+async def tls_server(
+    any_backend_url: str, certificates: Certificates
+) -> AsyncIterator[RunningServer]:
+    running = await _serve(any_backend_url, tls=_tls(certificates, mutual=False))
     yield running
     await running.stop(grace=None)
 
 
 @pytest.fixture
 async def mtls_server(
-    database_url: str, certificates: Certificates
+    any_backend_url: str, certificates: Certificates
 ) -> AsyncIterator[RunningServer]:
-    running = await _serve(database_url, tls=_tls(certificates, mutual=True))
+    running = await _serve(any_backend_url, tls=_tls(certificates, mutual=True))
     yield running
     await running.stop(grace=None)
 
@@ -299,9 +301,9 @@ async def test_mutual_tls_refuses_clients_without_a_trusted_certificate(
     assert raised.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-async def test_tls_and_tokens_together(database_url: str, certificates: Certificates) -> None:
+async def test_tls_and_tokens_together(any_backend_url: str, certificates: Certificates) -> None:
     running = await _serve(
-        database_url, tls=_tls(certificates, mutual=False), auth=AuthSettings(tokens=TOKENS)
+        any_backend_url, tls=_tls(certificates, mutual=False), auth=AuthSettings(tokens=TOKENS)
     )
     target = f"127.0.0.1:{running.port}"
     try:

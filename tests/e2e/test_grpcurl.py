@@ -148,9 +148,11 @@ def detail(details: Sequence[Any], kind: str) -> Any:
 # ---------------------------------------------------------------------------
 
 
-async def test_list_shows_flowservice_health_and_reflection(server: RunningServer) -> None:
+async def test_list_shows_flowservice_health_and_reflection(
+    any_backend_server: RunningServer,
+) -> None:
     """Reflection is what lets grpcurl work without .proto files."""
-    result = await grpcurl("-plaintext", f"127.0.0.1:{server.port}", "list")
+    result = await grpcurl("-plaintext", f"127.0.0.1:{any_backend_server.port}", "list")
     assert result.code == 0, result
     assert result.stdout.splitlines() == [
         "flowservice.v1.FlowService",
@@ -159,8 +161,10 @@ async def test_list_shows_flowservice_health_and_reflection(server: RunningServe
     ]
 
 
-async def test_describe_the_service_lists_the_seven_rpcs(server: RunningServer) -> None:
-    result = await grpcurl("-plaintext", f"127.0.0.1:{server.port}", "describe", SERVICE)
+async def test_describe_the_service_lists_the_seven_rpcs(any_backend_server: RunningServer) -> None:
+    result = await grpcurl(
+        "-plaintext", f"127.0.0.1:{any_backend_server.port}", "describe", SERVICE
+    )
     assert result.code == 0, result
     rpcs = re.findall(
         r"^  rpc (\w+) \( \.flowservice\.v1\.(\w+) \) returns \( \.flowservice\.v1\.(\w+) \);$",
@@ -181,9 +185,12 @@ async def test_describe_the_service_lists_the_seven_rpcs(server: RunningServer) 
     )
 
 
-async def test_describe_flow_run_filter_shows_its_fields(server: RunningServer) -> None:
+async def test_describe_flow_run_filter_shows_its_fields(any_backend_server: RunningServer) -> None:
     result = await grpcurl(
-        "-plaintext", f"127.0.0.1:{server.port}", "describe", "flowservice.v1.FlowRunFilter"
+        "-plaintext",
+        f"127.0.0.1:{any_backend_server.port}",
+        "describe",
+        "flowservice.v1.FlowRunFilter",
     )
     assert result.code == 0, result
     fields = re.findall(r"^  \.flowservice\.v1\.(\w+) (\w+) = (\d+);$", result.stdout, re.M)
@@ -209,23 +216,25 @@ async def test_describe_flow_run_filter_shows_its_fields(server: RunningServer) 
     assert ("FlowRunFilterStartTime", "start_time", "9") in fields
 
 
-async def test_describe_a_single_method(server: RunningServer) -> None:
+async def test_describe_a_single_method(any_backend_server: RunningServer) -> None:
     """grpcio-reflection alone cannot resolve a method's name (grpc/grpc#34743); ours can."""
     result = await grpcurl(
-        "-plaintext", f"127.0.0.1:{server.port}", "describe", f"{SERVICE}.ReadFlows"
+        "-plaintext", f"127.0.0.1:{any_backend_server.port}", "describe", f"{SERVICE}.ReadFlows"
     )
     assert result.code == 0, result
     assert "rpc ReadFlows" in result.stdout
 
 
 @pytest.mark.parametrize("service", ["", SERVICE])
-async def test_health_check_is_serving(server: RunningServer, service: str) -> None:
-    result = await call(server, "grpc.health.v1.Health/Check", {"service": service})
+async def test_health_check_is_serving(any_backend_server: RunningServer, service: str) -> None:
+    result = await call(any_backend_server, "grpc.health.v1.Health/Check", {"service": service})
     assert result.json() == {"status": "SERVING"}
 
 
-async def test_health_of_an_unknown_service_is_not_found(server: RunningServer) -> None:
-    result = await call(server, "grpc.health.v1.Health/Check", {"service": "no.such.Service"})
+async def test_health_of_an_unknown_service_is_not_found(any_backend_server: RunningServer) -> None:
+    result = await call(
+        any_backend_server, "grpc.health.v1.Health/Check", {"service": "no.such.Service"}
+    )
     assert result.code == exit_code(grpc.StatusCode.NOT_FOUND), result
     assert parse_error_text(result.stderr).code == grpc.StatusCode.NOT_FOUND
 
@@ -345,17 +354,19 @@ async def test_update_flow_replaces_then_clears_tags(server: RunningServer) -> N
 
 
 async def test_grpcurl_cannot_encode_a_field_mask_written_as_a_string(
-    server: RunningServer,
+    any_backend_server: RunningServer,
 ) -> None:
     """grpcurl 1.8.6 encodes JSON with the old jsonpb, which lacks FieldMask's string form
     (fullstorydev/grpcurl#393); it fails before sending anything. The cookbook therefore
     writes `{"paths": ["tags"]}`. Should grpcurl learn the string form, this test says so."""
-    flow = (await call(server, "CreateFlow", {"name": "etl", "tags": ["db"]})).json()["flow"]
+    created = await call(any_backend_server, "CreateFlow", {"name": "etl", "tags": ["db"]})
+    flow = created.json()["flow"]
     body = {"id": flow["id"], "tags": [], "update_mask": "tags"}
-    result = await call(server, "UpdateFlow", body)
+    result = await call(any_backend_server, "UpdateFlow", body)
     assert result.code == CLIENT_ERROR_EXIT, result
     assert "error getting request data" in result.stderr
-    assert (await call(server, "ReadFlow", {"id": flow["id"]})).json()["flow"]["tags"] == ["db"]
+    reread = await call(any_backend_server, "ReadFlow", {"id": flow["id"]})
+    assert reread.json()["flow"]["tags"] == ["db"]
 
 
 async def test_delete_flow_then_it_is_not_found(server: RunningServer) -> None:
@@ -372,11 +383,11 @@ async def test_delete_flow_then_it_is_not_found(server: RunningServer) -> None:
 
 
 async def test_invalid_argument_carries_bad_request_field_violations(
-    server: RunningServer,
+    any_backend_server: RunningServer,
 ) -> None:
     """Every violation is reported at once, each with the path of its field."""
     body = {"flows": {"id": {"any": ["2800a198-27d2-4911-8891-10f734680452", "x"]}}, "limit": 500}
-    text = await call(server, "ReadFlows", body)
+    text = await call(any_backend_server, "ReadFlows", body)
     assert text.code == exit_code(grpc.StatusCode.INVALID_ARGUMENT), text
     assert text.stdout == ""
     error = parse_error_text(text.stderr)
@@ -392,15 +403,19 @@ async def test_invalid_argument_carries_bad_request_field_violations(
         "reason": "INVALID_ARGUMENT",
     }
 
-    formatted = await call(server, "ReadFlows", body, "-format-error")
+    formatted = await call(any_backend_server, "ReadFlows", body, "-format-error")
     assert formatted.code == text.code
     status = formatted.error_json()
     assert (status["code"], status["message"]) == (3, error.message)
     assert status["details"] == error.details
 
 
-async def test_a_non_string_any_element_is_named_by_index(server: RunningServer) -> None:
-    result = await call(server, "CountFlows", raw='{"flow_runs": {"name": {"any": ["a", 7]}}}')
+async def test_a_non_string_any_element_is_named_by_index(
+    any_backend_server: RunningServer,
+) -> None:
+    result = await call(
+        any_backend_server, "CountFlows", raw='{"flow_runs": {"name": {"any": ["a", 7]}}}'
+    )
     assert result.code == exit_code(grpc.StatusCode.INVALID_ARGUMENT), result
     error = parse_error_text(result.stderr)
     violations = detail(error.details, "BadRequest")["field_violations"]
@@ -429,9 +444,11 @@ async def test_not_found_carries_resource_info(server: RunningServer) -> None:
     assert detail(status["details"], "ResourceInfo")["resource_name"] == "nightly"
 
 
-async def test_json_grpcurl_cannot_encode_exits_1_without_a_call(server: RunningServer) -> None:
+async def test_json_grpcurl_cannot_encode_exits_1_without_a_call(
+    any_backend_server: RunningServer,
+) -> None:
     """A misspelt field is caught by grpcurl itself: exit code 1, not an RPC status."""
-    result = await call(server, "ReadFlows", {"flows": {"tag": {"all": ["db"]}}})
+    result = await call(any_backend_server, "ReadFlows", {"flows": {"tag": {"all": ["db"]}}})
     assert result.code == CLIENT_ERROR_EXIT, result
     assert "has no known field named tag" in result.stderr
 
