@@ -202,7 +202,7 @@ def test_an_invalid_timestamp_is_a_violation() -> None:
 
 
 def test_flow_run_start_bounds_fall_back_to_the_expected_start(database: sa.Engine) -> None:
-    table = filters.TABLES[filters_pb2.FlowRunFilterStartTime]
+    table = filters.RULES[filters_pb2.FlowRunFilterStartTime]
     later = at(T0 + timedelta(minutes=30))
     assert matching_runs(database, table["after"](later, "p", Violations())) == ["run-1"]
     assert matching_runs(database, table["is_null"](True, "p", Violations())) == ["run-1", "run-2"]
@@ -375,9 +375,9 @@ NEVER_COMPILED = {filters_pb2.DeploymentFilterConcurrencyLimit}
 @pytest.mark.parametrize("message", _filter_messages(), ids=lambda m: m.DESCRIPTOR.name)
 def test_every_field_of_every_filter_message_has_a_rule(message: Any) -> None:
     if message in filters.SPECIAL or message in NEVER_COMPILED:
-        assert message not in filters.TABLES
+        assert message not in filters.RULES
         return
-    rules = filters.TABLES[message]
+    rules = filters.RULES[message]
     for field in message.DESCRIPTOR.fields:
         nested = (
             field.type == FieldDescriptor.TYPE_MESSAGE
@@ -385,7 +385,7 @@ def test_every_field_of_every_filter_message_has_a_rule(message: Any) -> None:
         )
         if field.name == "operator" or (nested and field.name not in rules):
             assert field.name == "operator" or getattr(filters_pb2, field.message_type.name) in (
-                *filters.TABLES,
+                *filters.RULES,
                 *filters.SPECIAL,
             )
             continue

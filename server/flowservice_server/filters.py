@@ -1,7 +1,7 @@
 """The filter compiler: FlowService's filter messages become SQLAlchemy expressions.
 
-The meaning is Prefect 3.9.1's (docs/semantics.md#filters). Every filter message has one
-table from field name to rule, and a handful of rules build every predicate.
+The meaning is Prefect 3.9.1's (docs/semantics.md#filters). Every filter message maps
+each field name to a rule (`RULES`), and a handful of rules build every predicate.
 What "absent", "present but empty" and "empty list" mean is decided once, in
 `_conditions` and `combine`:
 
@@ -184,14 +184,14 @@ def task_run_flow_run_id(
     return [task_run.c.flow_run_id.is_not(None)]
 
 
-# --- one table per filter message ------------------------------------------------
+# --- the rules of each filter message ---------------------------------------------
 
 _flow_run_start = sa.func.coalesce(flow_run.c.start_time, flow_run.c.expected_start_time)
 _created_by = flow_run.c.created_by
 
 #: field -> rule for each filter message. A field without a rule is a
 #: sub-filter: `_conditions` descends into it.
-TABLES: dict[type[Message], Mapping[str, Rule]] = {
+RULES: dict[type[Message], Mapping[str, Rule]] = {
     filters_pb2.FlowFilter: {},
     filters_pb2.FlowFilterId: {
         "any": any_in(flow.c.id, parse_uuid),
@@ -358,7 +358,7 @@ def _conditions(message: Message, path: str, violations: Violations) -> list[Cla
     special = SPECIAL.get(type(message))
     if special is not None:
         return special(message, path, violations)
-    rules = TABLES[type(message)]
+    rules = RULES[type(message)]
     drops_empty = type(message) in DROPS_EMPTY_CHILDREN
     clauses: list[Clause] = []
     for field, value in message.ListFields():

@@ -5,7 +5,7 @@ resolved here, so that all workers share the same one), starts the workers,
 waits until each listens, and then only forwards signals: on SIGTERM or
 SIGINT every worker drains on its own and the supervisor exits 0 when all of
 them did. If a worker dies, the others are stopped and the supervisor exits 1,
-so that the orchestrator restarts the whole unit.
+so that the orchestrator restarts the whole server.
 """
 
 from __future__ import annotations
