@@ -788,3 +788,144 @@ class BatchCreateFlowsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchCreateFlowsResponse: _TypeAlias = BatchCreateFlowsResponse  # noqa: Y015
+
+@_typing.final
+class WatchFlowsRequest(_message.Message):
+    """Request for WatchFlows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOWS_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    SEND_INITIAL_STATE_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Continue after the response that carried this token. Empty: start with
+    the changes committed after the call begins. A damaged token is
+    INVALID_ARGUMENT.
+    """
+    send_initial_state: _builtins.bool
+    """Send every matching flow as it is now (`existing`), then
+    `initial_state_done`, before the changes. Not allowed together with
+    `resume_token`.
+    """
+    @_builtins.property
+    def flows(self) -> _filters_pb2.FlowFilter:
+        """Only changes of flows that match this filter (as in ReadFlowsRequest):
+        a created or updated flow as it is after the change, a deleted flow as
+        it was. Absent: every flow.
+        """
+
+    def __init__(
+        self,
+        *,
+        flows: _filters_pb2.FlowFilter | None = ...,
+        resume_token: _builtins.str = ...,
+        send_initial_state: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flows", b"flows"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows", b"flows", "resume_token", b"resume_token", "send_initial_state", b"send_initial_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchFlowsRequest: _TypeAlias = WatchFlowsRequest  # noqa: Y015
+
+@_typing.final
+class WatchFlowsResponse(_message.Message):
+    """One response of WatchFlows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    BOOKMARK_FIELD_NUMBER: _builtins.int
+    INITIAL_STATE_DONE_FIELD_NUMBER: _builtins.int
+    EXISTING_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Give this to WatchFlowsRequest.resume_token to continue after this
+    response. Opaque.
+    """
+    @_builtins.property
+    def created(self) -> _flow_pb2.Flow:
+        """A flow was created: the flow as created."""
+
+    @_builtins.property
+    def updated(self) -> _flow_pb2.Flow:
+        """A flow was written (its tags or labels changed, or `updated` moved):
+        the flow after the write.
+        """
+
+    @_builtins.property
+    def deleted(self) -> _flow_pb2.Flow:
+        """A flow was deleted: the flow as it was (at least its id and name)."""
+
+    @_builtins.property
+    def bookmark(self) -> Global___WatchBookmark:
+        """Nothing changed for a while: a fresh token for an idle watcher, sent at
+        the server's bookmark interval.
+        """
+
+    @_builtins.property
+    def initial_state_done(self) -> Global___WatchInitialStateDone:
+        """Every flow of the initial state has been sent; changes follow."""
+
+    @_builtins.property
+    def existing(self) -> _flow_pb2.Flow:
+        """A flow as it was when the watch began (only with send_initial_state)."""
+
+    def __init__(
+        self,
+        *,
+        resume_token: _builtins.str = ...,
+        created: _flow_pb2.Flow | None = ...,
+        updated: _flow_pb2.Flow | None = ...,
+        deleted: _flow_pb2.Flow | None = ...,
+        bookmark: Global___WatchBookmark | None = ...,
+        initial_state_done: Global___WatchInitialStateDone | None = ...,
+        existing: _flow_pb2.Flow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bookmark", b"bookmark", "created", b"created", "deleted", b"deleted", "event", b"event", "existing", b"existing", "initial_state_done", b"initial_state_done", "updated", b"updated"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bookmark", b"bookmark", "created", b"created", "deleted", b"deleted", "event", b"event", "existing", b"existing", "initial_state_done", b"initial_state_done", "resume_token", b"resume_token", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["created", "updated", "deleted", "bookmark", "initial_state_done", "existing"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchFlowsResponse: _TypeAlias = WatchFlowsResponse  # noqa: Y015
+
+@_typing.final
+class WatchBookmark(_message.Message):
+    """A WatchFlows bookmark: no change, a newer resume token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchBookmark: _TypeAlias = WatchBookmark  # noqa: Y015
+
+@_typing.final
+class WatchInitialStateDone(_message.Message):
+    """The end of WatchFlows' initial state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchInitialStateDone: _TypeAlias = WatchInitialStateDone  # noqa: Y015

@@ -98,6 +98,11 @@ class FlowServiceStub:
                 request_serializer=flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsRequest.SerializeToString,
                 response_deserializer=flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsResponse.FromString,
                 _registered_method=True)
+        self.WatchFlows = channel.unary_stream(
+                '/flowservice.v1.FlowService/WatchFlows',
+                request_serializer=flowservice_dot_v1_dot_flow__service__pb2.WatchFlowsRequest.SerializeToString,
+                response_deserializer=flowservice_dot_v1_dot_flow__service__pb2.WatchFlowsResponse.FromString,
+                _registered_method=True)
 
 
 class FlowServiceServicer:
@@ -207,6 +212,25 @@ class FlowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchFlows(self, request, context):
+        """Streams every change to flows, as it is committed, from any writer: this
+        server, another FlowService process or replica, or a Prefect server on
+        the same database. Changes are captured in the database in the same
+        transaction as the write, so a change is announced only once committed
+        and none is lost. Each response carries a `resume_token`; a new call
+        with it continues exactly after that response, on any replica, for as
+        long as the server keeps history (then FAILED_PRECONDITION with
+        ErrorInfo reason RESUME_TOKEN_EXPIRED: list again and watch from there).
+        With `send_initial_state`, the flows as they are come first, then
+        `initial_state_done`, then changes, with no gap and no duplicate between
+        them. On a Prefect database the change capture must be enabled first
+        (`flowservice changefeed add`); without it the call fails with
+        FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FlowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -259,6 +283,11 @@ def add_FlowServiceServicer_to_server(servicer, server):
                     servicer.BatchCreateFlows,
                     request_deserializer=flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsRequest.FromString,
                     response_serializer=flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsResponse.SerializeToString,
+            ),
+            'WatchFlows': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchFlows,
+                    request_deserializer=flowservice_dot_v1_dot_flow__service__pb2.WatchFlowsRequest.FromString,
+                    response_serializer=flowservice_dot_v1_dot_flow__service__pb2.WatchFlowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -545,6 +574,33 @@ class FlowService:
             '/flowservice.v1.FlowService/BatchCreateFlows',
             flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsRequest.SerializeToString,
             flowservice_dot_v1_dot_flow__service__pb2.BatchCreateFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flowservice.v1.FlowService/WatchFlows',
+            flowservice_dot_v1_dot_flow__service__pb2.WatchFlowsRequest.SerializeToString,
+            flowservice_dot_v1_dot_flow__service__pb2.WatchFlowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,6 +95,21 @@ class FlowServiceStub:
     A name that appears twice resolves to one flow (the second answer has
     `created` false). Concurrent batches with overlapping names never fail.
     """
+    WatchFlows: _grpc.UnaryStreamMultiCallable[_flow_service_pb2.WatchFlowsRequest, _flow_service_pb2.WatchFlowsResponse]
+    """Streams every change to flows, as it is committed, from any writer: this
+    server, another FlowService process or replica, or a Prefect server on
+    the same database. Changes are captured in the database in the same
+    transaction as the write, so a change is announced only once committed
+    and none is lost. Each response carries a `resume_token`; a new call
+    with it continues exactly after that response, on any replica, for as
+    long as the server keeps history (then FAILED_PRECONDITION with
+    ErrorInfo reason RESUME_TOKEN_EXPIRED: list again and watch from there).
+    With `send_initial_state`, the flows as they are come first, then
+    `initial_state_done`, then changes, with no gap and no duplicate between
+    them. On a Prefect database the change capture must be enabled first
+    (`flowservice changefeed add`); without it the call fails with
+    FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class FlowServiceAsyncStub(FlowServiceStub):
@@ -162,6 +177,21 @@ class FlowServiceAsyncStub(FlowServiceStub):
     get-or-create by name with its own `created` flag, in the order given.
     A name that appears twice resolves to one flow (the second answer has
     `created` false). Concurrent batches with overlapping names never fail.
+    """
+    WatchFlows: _aio.UnaryStreamMultiCallable[_flow_service_pb2.WatchFlowsRequest, _flow_service_pb2.WatchFlowsResponse]  # type: ignore[assignment]
+    """Streams every change to flows, as it is committed, from any writer: this
+    server, another FlowService process or replica, or a Prefect server on
+    the same database. Changes are captured in the database in the same
+    transaction as the write, so a change is announced only once committed
+    and none is lost. Each response carries a `resume_token`; a new call
+    with it continues exactly after that response, on any replica, for as
+    long as the server keeps history (then FAILED_PRECONDITION with
+    ErrorInfo reason RESUME_TOKEN_EXPIRED: list again and watch from there).
+    With `send_initial_state`, the flows as they are come first, then
+    `initial_state_done`, then changes, with no gap and no duplicate between
+    them. On a Prefect database the change capture must be enabled first
+    (`flowservice changefeed add`); without it the call fails with
+    FAILED_PRECONDITION.
     """
 
 class FlowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -287,6 +317,27 @@ class FlowServiceServicer(metaclass=_abc_1.ABCMeta):
         get-or-create by name with its own `created` flag, in the order given.
         A name that appears twice resolves to one flow (the second answer has
         `created` false). Concurrent batches with overlapping names never fail.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchFlows(
+        self,
+        request: _flow_service_pb2.WatchFlowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_flow_service_pb2.WatchFlowsResponse], _abc.AsyncIterator[_flow_service_pb2.WatchFlowsResponse]]:
+        """Streams every change to flows, as it is committed, from any writer: this
+        server, another FlowService process or replica, or a Prefect server on
+        the same database. Changes are captured in the database in the same
+        transaction as the write, so a change is announced only once committed
+        and none is lost. Each response carries a `resume_token`; a new call
+        with it continues exactly after that response, on any replica, for as
+        long as the server keeps history (then FAILED_PRECONDITION with
+        ErrorInfo reason RESUME_TOKEN_EXPIRED: list again and watch from there).
+        With `send_initial_state`, the flows as they are come first, then
+        `initial_state_done`, then changes, with no gap and no duplicate between
+        them. On a Prefect database the change capture must be enabled first
+        (`flowservice changefeed add`); without it the call fails with
+        FAILED_PRECONDITION.
         """
 
 def add_FlowServiceServicer_to_server(servicer: FlowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
