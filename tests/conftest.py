@@ -12,6 +12,7 @@ fails if they skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -28,7 +29,7 @@ from flowservice_server.app import RunningServer, start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.factory import open_database
 from tests.factories import Seeder
-from tests.helpers import direct_engine, run_sync
+from tests.helpers import WriteBlocker, direct_engine, run_sync
 from tests.postgres import admin
 
 if TYPE_CHECKING:
@@ -140,12 +141,21 @@ def backend(database_url: str) -> str:
     return sa.make_url(database_url).get_backend_name()
 
 
+@contextlib.asynccontextmanager
+async def serving(url: str) -> AsyncIterator[RunningServer]:
+    """A real server on 127.0.0.1 (a free port) over the database at `url`."""
+    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=url))
+    running = await start_server(settings)
+    try:
+        yield running
+    finally:
+        await running.stop(grace=None)
+
+
 @pytest.fixture
 async def server(database_url: str) -> AsyncIterator[RunningServer]:
-    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=database_url))
-    running = await start_server(settings)
-    yield running
-    await running.stop(grace=None)
+    async with serving(database_url) as running:
+        yield running
 
 
 @pytest.fixture
@@ -157,10 +167,8 @@ async def client(server: RunningServer) -> AsyncIterator[FlowClient]:
 @pytest.fixture
 async def any_backend_server(any_backend_url: str) -> AsyncIterator[RunningServer]:
     """`server`, run once, on SQLite: see `any_backend_url` for when that suffices."""
-    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=any_backend_url))
-    running = await start_server(settings)
-    yield running
-    await running.stop(grace=None)
+    async with serving(any_backend_url) as running:
+        yield running
 
 
 @pytest.fixture
@@ -176,3 +184,11 @@ async def seed(database_url: str) -> AsyncIterator[Seeder]:
     engine = direct_engine(database_url)
     yield Seeder(engine)
     await engine.dispose()
+
+
+@pytest.fixture
+async def blocker(database_url: str) -> AsyncIterator[WriteBlocker]:
+    """Holds the database's write lock from outside the server, until released."""
+    blocking = WriteBlocker(database_url)
+    yield blocking
+    await blocking.release()

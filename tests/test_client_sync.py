@@ -22,13 +22,13 @@ from flowservice.v1 import filters_pb2, flow_service_pb2
 from flowservice_server.app import start_server
 from flowservice_server.config import AuthSettings, DatabaseSettings, Settings
 from tests.test_errors import BAD_INPUT
-from tests.test_runtime import WriteBlocker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from flowservice_server.app import RunningServer
     from tests.factories import Seeder
+    from tests.helpers import WriteBlocker
 
 NO_RETRIES = [("grpc.enable_retries", 0)]
 
@@ -281,13 +281,6 @@ async def test_a_token_is_sent_and_a_wrong_one_is_unauthenticated(
 
 
 # --- deadlines and retries --------------------------------------------------------------
-
-
-@pytest.fixture
-async def blocker(database_url: str) -> AsyncIterator[WriteBlocker]:
-    blocking = WriteBlocker(database_url)
-    yield blocking
-    await blocking.release()
 
 
 async def test_a_50ms_deadline_on_a_waiting_write_is_deadline_exceeded_and_nothing_lands(

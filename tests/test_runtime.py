@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 import pytest
-import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flowservice.client import FlowClient, RpcError
 from flowservice_server.app import grpc_options, start_server
 from flowservice_server.config import DatabaseSettings, GrpcSettings, Settings
-from tests.postgres import admin
+from tests.helpers import WriteBlocker
 from tests.processes import start
 
 if TYPE_CHECKING:
@@ -30,64 +28,6 @@ if TYPE_CHECKING:
     from flowservice_server.app import RunningServer
 
 NO_RETRIES = [("grpc.enable_retries", 0)]
-
-
-# --- something that makes a write wait -------------------------------------------
-
-
-class WriteBlocker:
-    """Holds the database's write lock (SQLite) or a lock on the flow table (PostgreSQL)
-    from outside the server, so that a write through the server waits."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.backend = sa.make_url(url).get_backend_name()
-        self._sqlite: sqlite3.Connection | None = None
-        self._postgres: AsyncConnection | None = None
-        self._engine: AsyncEngine | None = None
-
-    async def hold(self) -> None:
-        if self.backend == "sqlite":
-            path = self.url.removeprefix("sqlite+aiosqlite:///")
-            self._sqlite = sqlite3.connect(path, isolation_level=None)
-            self._sqlite.execute("BEGIN IMMEDIATE")
-        else:
-            self._engine = create_async_engine(self.url)
-            self._postgres = await self._engine.connect()
-            await self._postgres.begin()
-            await self._postgres.exec_driver_sql("LOCK TABLE flow IN EXCLUSIVE MODE")
-
-    async def release(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.rollback()
-            self._sqlite.close()
-            self._sqlite = None
-        if self._postgres is not None:
-            await self._postgres.rollback()
-            await self._postgres.close()
-            self._postgres = None
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
-
-    async def waiting_inserts(self) -> int:
-        """PostgreSQL: statements of the server still waiting to insert into flow."""
-        database = sa.make_url(self.url).database
-        (rows,) = await admin(
-            self.url,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-            f"'{database}' AND state = 'active' AND query LIKE 'INSERT INTO flow%'",
-        )
-        (count,) = rows[0]
-        assert isinstance(count, int)
-        return count
-
-
-@pytest.fixture
-async def blocker(database_url: str) -> AsyncIterator[WriteBlocker]:
-    blocking = WriteBlocker(database_url)
-    yield blocking
-    await blocking.release()
 
 
 # --- deadlines and cancellation ---------------------------------------------------
