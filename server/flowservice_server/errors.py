@@ -6,6 +6,12 @@ status carries an `ErrorInfo` (AIP-193); INVALID_ARGUMENT adds `BadRequest`
 field violations, NOT_FOUND a `ResourceInfo`, UNAVAILABLE a `RetryInfo`.
 An unexpected exception becomes INTERNAL (never UNKNOWN) after its traceback
 is logged; the caller sees only an incident id.
+
+A status travels in trailers, which gRPC clients refuse beyond 16 KiB (some
+beyond 8 KiB): the call would then fail there as RESOURCE_EXHAUSTED, its
+details lost. Texts that echo the request are cut, and field violations are
+listed only as far as they fit, so that any status arrives whatever the
+request held.
 """
 
 from __future__ import annotations
@@ -84,6 +90,33 @@ class Violations:
 
 # --- the table -------------------------------------------------------------------
 
+#: UTF-8 bytes of one message, field path, description or resource name.
+TEXT_LIMIT = 300
+#: UTF-8 bytes of all field violations of one status together.
+VIOLATIONS_LIMIT = 3_000
+
+
+def clip(text: str, limit: int = TEXT_LIMIT) -> str:
+    """The text in at most `limit` UTF-8 bytes, cut at a character and marked `…` if cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
+
+
+def _fitting(violations: Sequence[FieldViolation]) -> list[FieldViolation]:
+    """The first violations, clipped, as many as fit in VIOLATIONS_LIMIT (at least one)."""
+    kept: list[FieldViolation] = []
+    size = 0
+    for violation in violations:
+        clipped = FieldViolation(clip(violation.field), clip(violation.description))
+        size += len(clipped.field.encode()) + len(clipped.description.encode())
+        if kept and size > VIOLATIONS_LIMIT:
+            break
+        kept.append(clipped)
+    return kept
+
+
 #: How long a client should wait before retrying UNAVAILABLE.
 RETRY_DELAY = duration_pb2.Duration(nanos=200_000_000)
 
@@ -102,7 +135,7 @@ def _invalid_argument(error: BaseException) -> Outcome:
     request = error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
+            for v in _fitting(error.violations)
         ]
     )
     return Outcome(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", str(error), (request,))
@@ -112,11 +145,11 @@ def _not_found(error: BaseException) -> Outcome:
     assert isinstance(error, NotFoundError)
     info = error_details_pb2.ResourceInfo(
         resource_type=error.resource_type,
-        resource_name=error.value,
-        description=str(error),
+        resource_name=clip(error.value),
+        description=clip(str(error)),
     )
     reason = f"{error.resource_type.rsplit('.', 1)[-1].upper()}_NOT_FOUND"
-    metadata = ((error.key.replace(" ", "_"), error.value),)
+    metadata = ((error.key.replace(" ", "_"), clip(error.value)),)
     return Outcome(grpc.StatusCode.NOT_FOUND, reason, str(error), (info,), metadata)
 
 
@@ -192,7 +225,7 @@ def status_for(error: BaseException) -> grpc.Status:
         packed.Pack(detail)
         details.append(packed)
     status = status_pb2.Status(
-        code=_CODE_NUMBERS[outcome.code], message=outcome.message, details=details
+        code=_CODE_NUMBERS[outcome.code], message=clip(outcome.message), details=details
     )
     grpc_status: grpc.Status = rpc_status.to_status(status)
     return grpc_status
