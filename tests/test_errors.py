@@ -268,6 +268,12 @@ TABLE_CASES: dict[str, tuple[Callable[[], BaseException], grpc.StatusCode, str, 
         "UNSTORABLE_VALUE",
         None,
     ),
+    "postgres-program-limit": (
+        _postgres("54000"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UNSTORABLE_VALUE",
+        None,
+    ),
     "postgres-other": (_postgres("42P01"), grpc.StatusCode.INTERNAL, "INTERNAL", None),
     "deadline": (
         TimeoutError,
