@@ -39,7 +39,7 @@ RUN_IDS = tuple(uuid.UUID(f"f2000000-0000-4000-8000-{n:012x}") for n in range(3)
 TASK_RUN_IDS = tuple(uuid.UUID(f"f3000000-0000-4000-8000-{n:012x}") for n in range(2))
 DEPLOYMENT_IDS = tuple(uuid.UUID(f"f4000000-0000-4000-8000-{n:012x}") for n in range(2))
 POOL_IDS = tuple(uuid.UUID(f"f5000000-0000-4000-8000-{n:012x}") for n in range(2))
-SEEDED_NAMES = ("etl", "ETL", "nightly", "ünï", "with space")
+SEEDED_NAMES = ("etl", "ETL", "ünï with space")
 
 _ids = [*FLOW_IDS, *RUN_IDS, *TASK_RUN_IDS, *DEPLOYMENT_IDS, *POOL_IDS]
 #: Texts that mean something somewhere: every accepted UUID form, state types,
@@ -51,6 +51,7 @@ MEANINGFUL = (
     f"{{{FLOW_IDS[1]}}}",
     f"urn:uuid:{FLOW_IDS[2]}",
     *SEEDED_NAMES,
+    "ÜNÏ",
     "COMPLETED",
     "FAILED",
     "completed",

@@ -83,7 +83,7 @@ async def reseed(engine: AsyncEngine) -> None:
     flows = [
         {**base, "id": i, "name": n, "tags": t, "labels": {"env": "dev"}}
         for i, n, t in zip(
-            fuzzing.FLOW_IDS, fuzzing.SEEDED_NAMES, (["db"], [], ["db", "x_y"]), strict=False
+            fuzzing.FLOW_IDS, fuzzing.SEEDED_NAMES, (["db"], [], ["db", "x_y"]), strict=True
         )
     ]
     pools = [
@@ -119,12 +119,10 @@ async def reseed(engine: AsyncEngine) -> None:
             (work_pool, pools),
             (work_queue, queues),
             (deployment, deployments),
-            (task_run, []),
             (flow_run, runs),
             (task_run, task_runs),
         ):
-            if rows:
-                await connection.execute(table.insert(), rows)
+            await connection.execute(table.insert(), rows)
         await connection.execute(
             flow_run.update()
             .where(flow_run.c.id == fuzzing.RUN_IDS[2])
