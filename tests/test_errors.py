@@ -128,6 +128,49 @@ async def test_undecodable_request_bytes_are_invalid_argument(
         assert error.error_info.reason == "MALFORMED_REQUEST"
 
 
+#: Each echoes a long request value into its status; such statuses once arrived
+#: as RESOURCE_EXHAUSTED, the client refusing trailers beyond 16 KiB.
+#: (call, code, what the first field violation or the resource name starts with)
+LONG_ECHOES: list[Any] = [
+    pytest.param(lambda c: c.read_flow("x" * 20_000), "INVALID_ARGUMENT", "id", id="long-id"),
+    pytest.param(
+        lambda c: c.read_flow_by_name("𝔘" * 2_000), "NOT_FOUND", "𝔘𝔘", id="long-unknown-name"
+    ),
+    pytest.param(
+        lambda c: c.read_flows(flows={"id": {"any": [f"bad-{n}" for n in range(1_000)]}}),
+        "INVALID_ARGUMENT",
+        "flows.id.any[0]",
+        id="a-thousand-bad-ids",
+    ),
+    pytest.param(
+        lambda c: c.create_flow("labelled", labels={"é" * 3_000: None}),
+        "INVALID_ARGUMENT",
+        "labels.éé",
+        id="long-label-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "code", "start"), LONG_ECHOES)
+async def test_a_status_echoing_long_values_arrives_whole(
+    client: FlowClient, call: Call, code: str, start: str
+) -> None:
+    with pytest.raises(RpcError) as raised:
+        await call(client)
+    error = raised.value
+    assert error.code == grpc.StatusCode[code], str(error)
+    assert error.error_info is not None
+    if error.resource_info is not None:
+        assert error.resource_info.resource_name.startswith(start)
+    else:
+        assert error.field_violations[0].field.startswith(start)
+    assert len(error.message.encode()) <= errors.TEXT_LIMIT
+    listed = sum(
+        len(v.field.encode()) + len(v.description.encode()) for v in error.field_violations
+    )
+    assert listed <= errors.VIOLATIONS_LIMIT
+
+
 # --- the table, driven through a real server ------------------------------------
 
 
@@ -222,6 +265,12 @@ TABLE_CASES: dict[str, tuple[Callable[[], BaseException], grpc.StatusCode, str, 
     ),
     "postgres-unstorable-value": (
         _postgres("22021"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UNSTORABLE_VALUE",
+        None,
+    ),
+    "postgres-program-limit": (
+        _postgres("54000"),
         grpc.StatusCode.INVALID_ARGUMENT,
         "UNSTORABLE_VALUE",
         None,

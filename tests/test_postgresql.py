@@ -68,6 +68,22 @@ async def test_nul_characters_are_stored_by_sqlite_and_refused_by_postgresql(
     )
 
 
+async def test_a_name_too_long_for_postgresqls_unique_index_is_refused_there(
+    client: FlowClient, backend: str
+) -> None:
+    """Its btree index takes entries up to 2,704 bytes; 700 four-byte characters are more."""
+    name = "".join(chr(0x10000 + n * 37) for n in range(700))
+    if backend == "sqlite":
+        created_flow, _ = await client.create_flow(name)
+        assert (await client.read_flow(created_flow.id)).name == name
+        return
+    error = await expect_error(client.create_flow(name), grpc.StatusCode.INVALID_ARGUMENT)
+    assert error.error_info is not None
+    assert error.error_info.reason == "UNSTORABLE_VALUE"
+    assert "index row size" in error.message
+    assert await client.count_flows() == 0
+
+
 # --- outages -------------------------------------------------------------------------
 
 

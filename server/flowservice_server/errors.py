@@ -7,6 +7,12 @@ status carries an `ErrorInfo` (AIP-193); INVALID_ARGUMENT adds `BadRequest`
 field violations, NOT_FOUND a `ResourceInfo`, UNAVAILABLE a `RetryInfo`.
 An unexpected exception becomes INTERNAL (never UNKNOWN) after its traceback
 is logged; the caller sees only an incident id.
+
+A status travels in trailers, which gRPC clients refuse beyond 16 KiB (some
+beyond 8 KiB): the call would then fail there as RESOURCE_EXHAUSTED, its
+details lost. Texts that echo the request are cut, and field violations are
+listed only as far as they fit, so that any status arrives whatever the
+request held.
 """
 
 from __future__ import annotations
@@ -35,13 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Characters of a request's value that a message repeats; the rest is elided.
 QUOTED_LENGTH = 60
-#: Field violations one response reports (the message counts them all), so
-#: that the details always fit in the trailers a client accepts (8 KiB).
+#: Field violations one response reports at most (the message counts them all).
 MAX_REPORTED_VIOLATIONS = 10
-#: Characters of one violation's description that a response carries.
-MAX_DESCRIPTION_LENGTH = 300
-#: Characters of a missing resource's name that a `ResourceInfo` carries.
-MAX_RESOURCE_NAME_LENGTH = 500
 
 
 def quoted(value: str) -> str:
@@ -107,6 +108,34 @@ class Violations:
 
 # --- the rules -------------------------------------------------------------------
 
+#: UTF-8 bytes of one message, field path, description or resource name.
+TEXT_LIMIT = 300
+#: UTF-8 bytes of all field violations of one status together.
+VIOLATIONS_LIMIT = 3_000
+
+
+def clip(text: str, limit: int = TEXT_LIMIT) -> str:
+    """The text in at most `limit` UTF-8 bytes, cut at a character and marked `…` if cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
+
+
+def _fitting(violations: Sequence[FieldViolation]) -> list[FieldViolation]:
+    """The first violations, clipped: at most MAX_REPORTED_VIOLATIONS, and as many as fit
+    in VIOLATIONS_LIMIT (at least one)."""
+    kept: list[FieldViolation] = []
+    size = 0
+    for violation in violations[:MAX_REPORTED_VIOLATIONS]:
+        clipped = FieldViolation(clip(violation.field), clip(violation.description))
+        size += len(clipped.field.encode()) + len(clipped.description.encode())
+        if kept and size > VIOLATIONS_LIMIT:
+            break
+        kept.append(clipped)
+    return kept
+
+
 #: How long a client should wait before retrying UNAVAILABLE.
 RETRY_DELAY = duration_pb2.Duration(nanos=200_000_000)
 
@@ -124,10 +153,8 @@ def _invalid_argument(error: BaseException) -> Outcome:
     assert isinstance(error, InvalidArgumentError)
     request = error_details_pb2.BadRequest(
         field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(
-                field=v.field, description=_cut(v.description, MAX_DESCRIPTION_LENGTH)
-            )
-            for v in error.violations[:MAX_REPORTED_VIOLATIONS]
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in _fitting(error.violations)
         ]
     )
     return Outcome(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", str(error), (request,))
@@ -137,16 +164,12 @@ def _not_found(error: BaseException) -> Outcome:
     assert isinstance(error, NotFoundError)
     info = error_details_pb2.ResourceInfo(
         resource_type=error.resource_type,
-        resource_name=_cut(error.value, MAX_RESOURCE_NAME_LENGTH),
-        description=str(error),
+        resource_name=clip(error.value),
+        description=clip(str(error)),
     )
     reason = f"{error.resource_type.rsplit('.', 1)[-1].upper()}_NOT_FOUND"
-    metadata = ((error.key.replace(" ", "_"), _cut(error.value, QUOTED_LENGTH)),)
+    metadata = ((error.key.replace(" ", "_"), clip(error.value)),)
     return Outcome(grpc.StatusCode.NOT_FOUND, reason, str(error), (info,), metadata)
-
-
-def _cut(text: str, length: int) -> str:
-    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def _malformed(error: BaseException) -> Outcome:
@@ -235,7 +258,7 @@ def status_for(error: BaseException) -> grpc.Status:
         packed.Pack(detail)
         details.append(packed)
     status = status_pb2.Status(
-        code=_CODE_NUMBERS[outcome.code], message=outcome.message, details=details
+        code=_CODE_NUMBERS[outcome.code], message=clip(outcome.message), details=details
     )
     grpc_status: grpc.Status = rpc_status.to_status(status)
     return grpc_status

@@ -195,7 +195,9 @@ _SQLITE_BUSY = ("database is locked", "database table is locked", "unable to ope
 #: connect now", serialization failures and deadlocks.
 _PG_TRANSIENT = ("08", "53", "57P01", "57P02", "57P03", "40001", "40P01")
 _PG_QUERY_CANCELED = "57014"
-_PG_DATA_EXCEPTION = "22"
+#: Data exceptions (NUL in text, say) and program limits (a name too long for
+#: its unique index, say): the request's values, not the server, are at fault.
+_PG_BAD_VALUE = ("22", "54")
 
 
 def classify(error: BaseException) -> Failure | None:
@@ -216,7 +218,7 @@ def _by_sqlstate(sqlstate: str) -> Failure | None:
         return Failure.UNAVAILABLE
     if sqlstate == _PG_QUERY_CANCELED:
         return Failure.DEADLINE
-    if sqlstate.startswith(_PG_DATA_EXCEPTION):
+    if sqlstate.startswith(_PG_BAD_VALUE):
         return Failure.BAD_VALUE
     return None
 
