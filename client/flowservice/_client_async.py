@@ -12,10 +12,10 @@ from flowservice.errors import from_failed_call
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2, flow_service_pb2_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
     from types import TracebackType
 
-    from flowservice._shared import FilterArg, Labels
+    from flowservice._shared import FilterArg, FlowPage, Labels
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -113,6 +113,78 @@ class FlowClient:
         )
         request = _shared.read_flows_request(filters, sort, offset, limit)
         return list((await self._call(self._stub.ReadFlows, request)).flows)
+
+    async def read_flows_page(
+        self,
+        *,
+        flows: FilterArg[filters_pb2.FlowFilter] = None,
+        flow_runs: FilterArg[filters_pb2.FlowRunFilter] = None,
+        task_runs: FilterArg[filters_pb2.TaskRunFilter] = None,
+        deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
+        work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
+        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        offset: int = 0,
+        limit: int | None = None,
+        page_token: str = "",
+        include_total_size: bool = False,
+    ) -> FlowPage:
+        """One page of `read_flows`, with the token for the next page and, if asked, the total.
+
+        Pass the returned `next_page_token` as `page_token`, with the same
+        filters and sort, to read the page after it (empty: this was the last
+        page). With `include_total_size`, `total_size` counts every matching
+        flow, in the same snapshot as the page.
+        """
+        filters = _shared.filter_fields(
+            flows=flows,
+            flow_runs=flow_runs,
+            task_runs=task_runs,
+            deployments=deployments,
+            work_pools=work_pools,
+        )
+        request = _shared.read_flows_request(
+            filters,
+            sort,
+            offset,
+            limit,
+            page_token=page_token,
+            include_total_size=include_total_size,
+        )
+        return _shared.flow_page(await self._call(self._stub.ReadFlows, request))
+
+    async def iter_flows(
+        self,
+        *,
+        flows: FilterArg[filters_pb2.FlowFilter] = None,
+        flow_runs: FilterArg[filters_pb2.FlowRunFilter] = None,
+        task_runs: FilterArg[filters_pb2.TaskRunFilter] = None,
+        deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
+        work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
+        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        page_size: int | None = None,
+    ) -> AsyncIterator[flow_pb2.Flow]:
+        """Every flow matching the filters, in order, read page by page with page tokens.
+
+        `page_size` flows per call (None: the server's default, 200). Each
+        flow that matches throughout the iteration comes exactly once, even
+        while flows are created and deleted.
+        """
+        filters = _shared.filter_fields(
+            flows=flows,
+            flow_runs=flow_runs,
+            task_runs=task_runs,
+            deployments=deployments,
+            work_pools=work_pools,
+        )
+        page_token = ""
+        while True:
+            request = _shared.read_flows_request(filters, sort, 0, page_size, page_token=page_token)
+            response = await self._call(self._stub.ReadFlows, request)
+            for flow in response.flows:
+                yield flow
+            page_token = response.next_page_token
+            if not page_token:
+                return
 
     async def count_flows(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
@@ -134,8 +134,28 @@ def read_flows_request(
     sort: flow_service_pb2.FlowSort.ValueType,
     offset: int,
     limit: int | None,
+    *,
+    page_token: str = "",
+    include_total_size: bool = False,
 ) -> flow_service_pb2.ReadFlowsRequest:
     request = flow_service_pb2.ReadFlowsRequest(**filters, sort=sort, offset=offset)
     if limit is not None:
         request.limit = limit
+    request.page_token = page_token
+    request.include_total_size = include_total_size
     return request
+
+
+class FlowPage(NamedTuple):
+    """One page of ReadFlows: its flows, the token for the next one, the total when asked."""
+
+    flows: list[flow_pb2.Flow]
+    #: Pass as `page_token` to read the next page; empty on the last page.
+    next_page_token: str
+    #: Every matching flow on all pages; None unless `include_total_size` was set.
+    total_size: int | None
+
+
+def flow_page(response: flow_service_pb2.ReadFlowsResponse) -> FlowPage:
+    total_size = response.total_size if response.HasField("total_size") else None
+    return FlowPage(list(response.flows), response.next_page_token, total_size)

@@ -7,7 +7,14 @@ decoded. Filters are the generated messages or their JSON-form dicts.
 
 from flowservice._client_async import FlowClient
 from flowservice._client_sync import FlowClientSync
-from flowservice._shared import DEFAULT_TARGET, SERVICE_CONFIG, any_of, channel_options, flow_labels
+from flowservice._shared import (
+    DEFAULT_TARGET,
+    SERVICE_CONFIG,
+    FlowPage,
+    any_of,
+    channel_options,
+    flow_labels,
+)
 from flowservice.errors import FieldViolation, RpcError
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "FieldViolation",
     "FlowClient",
     "FlowClientSync",
+    "FlowPage",
     "RpcError",
     "any_of",
     "channel_options",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
-from flowservice_server import validate
+from flowservice_server import page_tokens, sorting, validate
 from flowservice_server.convert import fill_flow, fill_flows
 from flowservice_server.errors import NotFoundError
 from flowservice_server.models import flows
@@ -65,17 +65,22 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
     async def ReadFlows(
         self, request: flow_service_pb2.ReadFlowsRequest, context: Context
     ) -> flow_service_pb2.ReadFlowsResponse:
-        query = validate.read_flows(request)
+        page = validate.read_flows_page(request)
         work = partial(
-            flows.read_flows,
-            filters=query.filters,
-            order_by=query.order_by,
-            offset=query.offset,
-            limit=query.limit,
+            flows.read_flow_page,
+            filters=page.query.filters,
+            order_by=page.query.order_by,
+            after=page.after,
+            offset=page.query.offset,
+            limit=page.query.limit,
+            with_total_size=page.include_total_size,
         )
-        rows = await self._database.read(work, context.time_remaining())
+        # The count must describe the same database as the page: one snapshot.
+        snapshot = page.include_total_size
+        result = await self._database.read(work, context.time_remaining(), snapshot=snapshot)
         response = flow_service_pb2.ReadFlowsResponse()
-        fill_flows(response.flows, rows)
+        fill_flows(response.flows, result.rows)
+        _fill_page_fields(response, page, result)
         return response
 
     async def CountFlows(
@@ -105,3 +110,16 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         if not await self._database.write(work, context.time_remaining()):
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
         return flow_service_pb2.DeleteFlowResponse()
+
+
+def _fill_page_fields(
+    response: flow_service_pb2.ReadFlowsResponse,
+    page: validate.FlowPageQuery,
+    result: flows.FlowPage,
+) -> None:
+    """ReadFlows' paging fields: the next page's token when more flows follow, the total."""
+    if result.more:  # never a token to an empty page: a row past this page was read
+        position = sorting.position_of(page.sort, result.rows[-1])
+        response.next_page_token = page_tokens.encode(page.fingerprint, position)
+    if result.total_size is not None:
+        response.total_size = result.total_size

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowservice.v1 import flow_service_pb2
-from flowservice_server.errors import Violations, quoted
+from flowservice_server import page_tokens, sorting
+from flowservice_server.errors import InvalidArgumentError, Violations, quoted
 from flowservice_server.filters import flow_filters
 from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
 from flowservice_server.sorting import ORDER_BY
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     import sqlalchemy as sa
 
-    from flowservice_server.models.flows import FlowFilters
+    from flowservice_server.models.flows import Clause, FlowFilters
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -97,6 +98,52 @@ def read_flows(request: flow_service_pb2.ReadFlowsRequest) -> FlowQuery:
     violations.raise_if_any()
     assert order_by is not None
     return FlowQuery(filters=filters, order_by=order_by, offset=request.offset, limit=limit)
+
+
+@dataclass(frozen=True)
+class FlowPageQuery:
+    """A ReadFlows request with its page: where it starts, and what its next token binds to."""
+
+    query: FlowQuery
+    sort: int
+    fingerprint: bytes  # of the filters and sort: what the next page's token is bound to
+    after: Clause | None  # the flows after the page token's flow; None: from `offset`
+    include_total_size: bool
+
+
+def read_flows_page(request: flow_service_pb2.ReadFlowsRequest) -> FlowPageQuery:
+    """`read_flows`, and the page token's position; every violation of both at once."""
+    violations = Violations()
+    query: FlowQuery | None = None
+    try:
+        query = read_flows(request)
+    except InvalidArgumentError as error:
+        violations.items.extend(error.violations)
+    fingerprint = page_tokens.fingerprint(request)
+    after: Clause | None = None
+    if request.page_token:
+        if request.offset != 0:
+            violations.add(
+                "page_token",
+                "cannot be combined with a non-zero offset: the token says where the page "
+                "starts; set offset to 0 (or leave page_token empty to page by offset)",
+            )
+        elif request.sort in ORDER_BY:  # an unknown sort is reported already
+            try:
+                position = page_tokens.decode(request.page_token, fingerprint, request.sort)
+            except page_tokens.PageTokenError as error:
+                violations.add("page_token", str(error))
+            else:
+                after = sorting.after(request.sort, position)
+    violations.raise_if_any()
+    assert query is not None
+    return FlowPageQuery(
+        query=query,
+        sort=request.sort,
+        fingerprint=fingerprint,
+        after=after,
+        include_total_size=request.include_total_size,
+    )
 
 
 def count_flows(request: flow_service_pb2.CountFlowsRequest) -> FlowFilters:

@@ -38,9 +38,21 @@ class Database(abc.ABC):
     when the function returns in time and rolled back when it raises or is late.
     """
 
-    async def read(self, work: Callable[[sa.Connection], T], time_left: float | None = None) -> T:
-        """Run `work` with a connection; `time_left` (the call's deadline, seconds) bounds it."""
-        return await self.run(work, time_left, write=False)
+    async def read(
+        self,
+        work: Callable[[sa.Connection], T],
+        time_left: float | None = None,
+        *,
+        snapshot: bool = False,
+    ) -> T:
+        """Run `work` with a connection; `time_left` (the call's deadline, seconds) bounds it.
+
+        `snapshot`: every statement of `work` reads the same consistent snapshot
+        of the database (one read-only transaction), for work whose several
+        SELECTs must agree, such as a page and its total. Without it each
+        statement may see the writes committed before it began.
+        """
+        return await self.run(work, time_left, write=False, snapshot=snapshot)
 
     async def write(self, work: Callable[[sa.Connection], T], time_left: float | None = None) -> T:
         """Run `work` in one transaction: committed if it returns in time, else rolled back."""
@@ -51,8 +63,14 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def run(
-        self, work: Callable[[sa.Connection], T], time_left: float | None, *, write: bool
-    ) -> T: ...
+        self,
+        work: Callable[[sa.Connection], T],
+        time_left: float | None,
+        *,
+        write: bool,
+        snapshot: bool = False,
+    ) -> T:
+        """One unit of work; `snapshot` (reads only) as for `read`."""
 
     @abc.abstractmethod
     async def maintain(self, work: Callable[[sa.Connection], None]) -> None:

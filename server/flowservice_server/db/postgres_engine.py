@@ -38,6 +38,15 @@ def statement_timeout(connection: sa.Connection, seconds: float | None) -> None:
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
 
 
+def repeatable_read(connection: sa.Connection) -> None:
+    """PostgreSQL: this (read) transaction's statements all see one snapshot.
+
+    Must come before the transaction's first query; REPEATABLE READ takes its
+    snapshot at that query and keeps it to the end. READ ONLY: a read never writes.
+    """
+    connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
 class PostgresDatabase(Database):
     def __init__(self, settings: DatabaseSettings) -> None:
         self.engine = create_async_engine(
@@ -67,11 +76,18 @@ class PostgresDatabase(Database):
         await self.engine.dispose()
 
     async def run(
-        self, work: Callable[[sa.Connection], T], time_left: float | None, *, write: bool
+        self,
+        work: Callable[[sa.Connection], T],
+        time_left: float | None,
+        *,
+        write: bool,
+        snapshot: bool = False,
     ) -> T:
         deadline = deadline_after(time_left)
 
         def unit(connection: sa.Connection) -> T:
+            if snapshot and not write:
+                repeatable_read(connection)
             statement_timeout(connection, remaining(deadline))
             result = work(connection)
             if write and expired(deadline):

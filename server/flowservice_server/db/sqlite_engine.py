@@ -16,6 +16,7 @@ import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -147,10 +148,17 @@ class SqliteDatabase(Database):
         self.engine.dispose()
 
     async def run(
-        self, work: Callable[[sa.Connection], T], time_left: float | None, *, write: bool
+        self,
+        work: Callable[[sa.Connection], T],
+        time_left: float | None,
+        *,
+        write: bool,
+        snapshot: bool = False,
     ) -> T:
         deadline = deadline_after(time_left)
         if not write:
+            if snapshot:
+                work = partial(_in_read_transaction, work)
             return await self._attempt(work, deadline, write=False)
         async with cancel_after(time_left):  # waiting for our turn is not database work
             await self._write_lock.acquire()
@@ -205,6 +213,21 @@ class SqliteDatabase(Database):
                 raise
             finally:
                 unit.detach()
+
+
+def _in_read_transaction(work: Callable[[sa.Connection], T], connection: sa.Connection) -> T:
+    """Run `work` in one read transaction: every SELECT sees the same snapshot.
+
+    Reads otherwise run outside a transaction (pysqlite begins one only
+    before a write), each statement on the database as it is then. BEGIN
+    DEFERRED takes no lock; in WAL mode the first SELECT fixes the snapshot,
+    which holds until the transaction ends, and writers are not blocked.
+    """
+    connection.exec_driver_sql("BEGIN DEFERRED")
+    try:
+        return work(connection)
+    finally:
+        connection.rollback()  # a read has nothing to commit
 
 
 class _Unit:

@@ -113,15 +113,52 @@ def read_flows(
     order_by: Sequence[sa.UnaryExpression[Any]],
     offset: int,
     limit: int,
+    after: Clause | None = None,
 ) -> Sequence[FlowRow]:
-    query = (
-        sa.select(*_COLUMNS)
-        .where(*flow_conditions(filters))
-        .order_by(*order_by)
-        .offset(offset)
-        .limit(limit)
-    )
+    """The flows matching `filters`, in order; `after`: only those after a page token's flow."""
+    conditions = flow_conditions(filters)
+    if after is not None:
+        conditions.append(after)
+    query = sa.select(*_COLUMNS).where(*conditions).order_by(*order_by).offset(offset).limit(limit)
     return connection.execute(query).all()
+
+
+@dataclass(frozen=True)
+class FlowPage:
+    """One ReadFlows page: its rows, whether more flows follow, and the total when asked."""
+
+    rows: Sequence[FlowRow]
+    more: bool
+    total_size: int | None
+
+
+def read_flow_page(
+    connection: sa.Connection,
+    *,
+    filters: FlowFilters,
+    order_by: Sequence[sa.UnaryExpression[Any]],
+    after: Clause | None,
+    offset: int,
+    limit: int,
+    with_total_size: bool,
+) -> FlowPage:
+    """A page of `read_flows`, reading one row past it to know whether another page follows.
+
+    With `with_total_size`, also `count_flows`: run it in a snapshot read
+    (`Database.read(…, snapshot=True)`) for the count to agree with the page.
+    """
+    rows: Sequence[FlowRow] = []
+    if limit > 0:
+        rows = read_flows(
+            connection,
+            filters=filters,
+            order_by=order_by,
+            offset=offset,
+            limit=limit + 1,
+            after=after,
+        )
+    total_size = count_flows(connection, filters=filters) if with_total_size else None
+    return FlowPage(rows=rows[:limit], more=len(rows) > limit, total_size=total_size)
 
 
 def count_flows(connection: sa.Connection, *, filters: FlowFilters) -> int:
