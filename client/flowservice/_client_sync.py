@@ -11,7 +11,7 @@ from flowservice.errors import from_failed_call
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2, flow_service_pb2_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from types import TracebackType
 
     from flowservice._shared import FilterArg, Labels
@@ -107,6 +107,46 @@ class FlowClientSync:
         )
         request = _shared.read_flows_request(filters, sort, offset, limit)
         return list(self._call(self._stub.ReadFlows, request).flows)
+
+    def stream_flows(
+        self,
+        *,
+        flows: FilterArg[filters_pb2.FlowFilter] = None,
+        flow_runs: FilterArg[filters_pb2.FlowRunFilter] = None,
+        task_runs: FilterArg[filters_pb2.TaskRunFilter] = None,
+        deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
+        work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
+        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        limit: int | None = None,
+        batch_size: int = 0,
+    ) -> Iterator[flow_pb2.Flow]:
+        """Every flow matching the filters, in sort order, streamed (StreamFlows).
+
+        Same filters and sort as `read_flows`, without its 200-flow page:
+        `limit` (None: all) caps the total, `batch_size` (1 to 1000; 0: the
+        server's 100) the flows per response. All come from one snapshot,
+        fetched by the server as this iterator is consumed. The client's
+        `timeout` bounds the whole stream. Stopping early (break, then close
+        the iterator or let it go) cancels the call.
+        """
+        filters = _shared.filter_fields(
+            flows=flows,
+            flow_runs=flow_runs,
+            task_runs=task_runs,
+            deployments=deployments,
+            work_pools=work_pools,
+        )
+        request = _shared.stream_flows_request(filters, sort, limit, batch_size)
+        call = self._stub.StreamFlows(request, metadata=self._metadata, timeout=self._timeout)
+        try:
+            for response in call:
+                yield from response.flows
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call):  # what a failed stream raises
+                raise from_failed_call(error) from None
+            raise
+        finally:
+            call.cancel()  # a no-op once the stream has ended
 
     def count_flows(
         self,

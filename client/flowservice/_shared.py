@@ -136,3 +136,15 @@ def read_flows_request(
     if limit is not None:
         request.limit = limit
     return request
+
+
+def stream_flows_request(
+    filters: dict[str, Any],
+    sort: flow_service_pb2.FlowSort.ValueType,
+    limit: int | None,
+    batch_size: int,
+) -> flow_service_pb2.StreamFlowsRequest:
+    request = flow_service_pb2.StreamFlowsRequest(**filters, sort=sort, batch_size=batch_size)
+    if limit is not None:
+        request.limit = limit
+    return request

@@ -378,7 +378,11 @@ def _conditions(message: Message, path: str, violations: Violations) -> list[Cla
 
 
 #: The two flow queries; both carry the same five filters.
-FilterRequest = flow_service_pb2.ReadFlowsRequest | flow_service_pb2.CountFlowsRequest
+FilterRequest = (
+    flow_service_pb2.ReadFlowsRequest
+    | flow_service_pb2.CountFlowsRequest
+    | flow_service_pb2.StreamFlowsRequest
+)
 FilterName = Literal["flows", "flow_runs", "task_runs", "deployments", "work_pools"]
 
 
