@@ -12,7 +12,7 @@ from flowservice.errors import from_failed_call
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2, flow_service_pb2_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncGenerator, Sequence
     from types import TracebackType
 
     from flowservice._shared import FilterArg, Labels
@@ -120,7 +120,7 @@ class FlowClient:
         sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         limit: int | None = None,
         batch_size: int = 0,
-    ) -> AsyncIterator[flow_pb2.Flow]:
+    ) -> AsyncGenerator[flow_pb2.Flow, None]:
         """Every flow matching the filters, in sort order, streamed (StreamFlows).
 
         Same filters and sort as `read_flows`, without its 200-flow page:

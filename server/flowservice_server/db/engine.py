@@ -51,8 +51,8 @@ class Database(abc.ABC):
         """Run `work` in one transaction: committed if it returns in time, else rolled back."""
         return await self.run(work, time_left, write=True)
 
-    #: Rows every stream of this database has fetched from it, in all: how far
-    #: streams have read ahead of their callers is visible from outside.
+    #: Rows every stream of this database has handed to its caller, in all: how
+    #: far streams have read ahead of their clients is visible from outside.
     rows_streamed = 0
 
     async def stream(
