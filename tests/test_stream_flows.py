@@ -28,6 +28,7 @@ from flowservice.client import FlowClient, FlowClientSync, RpcError
 from flowservice.v1 import flow_service_pb2 as s
 from flowservice.v1 import flow_service_pb2_grpc
 from flowservice_server.db.tables import flow
+from flowservice_server.limits import MAX_ITEMS
 from tests.helpers import expect_error, names
 from tests.processes import start
 
@@ -241,6 +242,18 @@ async def test_invalid_requests_name_every_bad_field(
         drain(client.stream_flows(**request_fields)), grpc.StatusCode.INVALID_ARGUMENT, *fields
     )
     assert error.field_violations
+
+
+async def test_the_request_limits_apply_to_its_lists(client: FlowClient) -> None:
+    """The limits checked as requests are decoded cover StreamFlows with nothing added."""
+    at_limit = [f"t{i}" for i in range(MAX_ITEMS)]
+    assert await drain(client.stream_flows(flows={"tags": {"all": at_limit}})) == []
+    error = await expect_error(
+        drain(client.stream_flows(flows={"tags": {"all": [*at_limit, "one-more"]}})),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "flows.tags.all",
+    )
+    assert f"at most {MAX_ITEMS:,}" in error.field_violations[0].description
 
 
 # --- one snapshot ------------------------------------------------------------------
