@@ -12,7 +12,7 @@ from flowservice.errors import from_failed_call
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2, flow_service_pb2_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
     from types import TracebackType
 
     from flowservice._shared import FilterArg, FlowPage, Labels
@@ -122,6 +122,7 @@ class FlowClient:
         task_runs: FilterArg[filters_pb2.TaskRunFilter] = None,
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
+        latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
         sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
@@ -141,6 +142,7 @@ class FlowClient:
             task_runs=task_runs,
             deployments=deployments,
             work_pools=work_pools,
+            latest_flow_run=latest_flow_run,
         )
         request = _shared.read_flows_request(
             filters,
@@ -160,6 +162,7 @@ class FlowClient:
         task_runs: FilterArg[filters_pb2.TaskRunFilter] = None,
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
+        latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
         sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         page_size: int | None = None,
     ) -> AsyncIterator[flow_pb2.Flow]:
@@ -175,6 +178,7 @@ class FlowClient:
             task_runs=task_runs,
             deployments=deployments,
             work_pools=work_pools,
+            latest_flow_run=latest_flow_run,
         )
         page_token = ""
         while True:
@@ -185,6 +189,47 @@ class FlowClient:
             page_token = response.next_page_token
             if not page_token:
                 return
+
+    async def stream_flows(
+        self,
+        *,
+        flows: FilterArg[filters_pb2.FlowFilter] = None,
+        flow_runs: FilterArg[filters_pb2.FlowRunFilter] = None,
+        task_runs: FilterArg[filters_pb2.TaskRunFilter] = None,
+        deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
+        work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
+        latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
+        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        limit: int | None = None,
+        batch_size: int = 0,
+    ) -> AsyncGenerator[flow_pb2.Flow, None]:
+        """Every flow matching the filters, in sort order, streamed (StreamFlows).
+
+        Same filters and sort as `read_flows`, without its 200-flow page:
+        `limit` (None: all) caps the total, `batch_size` (1 to 1000; 0: the
+        server's 100) the flows per response. All come from one snapshot,
+        fetched by the server as this iterator is consumed. The client's
+        `timeout` bounds the whole stream. Stopping early (break, then close
+        the iterator or let it go) cancels the call.
+        """
+        filters = _shared.filter_fields(
+            flows=flows,
+            flow_runs=flow_runs,
+            task_runs=task_runs,
+            deployments=deployments,
+            work_pools=work_pools,
+            latest_flow_run=latest_flow_run,
+        )
+        request = _shared.stream_flows_request(filters, sort, limit, batch_size)
+        call = self._stub.StreamFlows(request, metadata=self._metadata, timeout=self._timeout)
+        try:
+            async for response in call:
+                for flow in response.flows:
+                    yield flow
+        except grpc.aio.AioRpcError as error:
+            raise from_failed_call(error) from None
+        finally:
+            call.cancel()  # a no-op once the stream has ended
 
     async def count_flows(
         self,

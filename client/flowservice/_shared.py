@@ -159,3 +159,15 @@ class FlowPage(NamedTuple):
 def flow_page(response: flow_service_pb2.ReadFlowsResponse) -> FlowPage:
     total_size = response.total_size if response.HasField("total_size") else None
     return FlowPage(list(response.flows), response.next_page_token, total_size)
+
+
+def stream_flows_request(
+    filters: dict[str, Any],
+    sort: flow_service_pb2.FlowSort.ValueType,
+    limit: int | None,
+    batch_size: int,
+) -> flow_service_pb2.StreamFlowsRequest:
+    request = flow_service_pb2.StreamFlowsRequest(**filters, sort=sort, batch_size=batch_size)
+    if limit is not None:
+        request.limit = limit
+    return request

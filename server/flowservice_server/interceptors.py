@@ -125,8 +125,17 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def call(request: Req, context: Context[Req, Resp]) -> AsyncIterator[Resp]:
             async with scope(method, request, context):
-                async for response in behavior(request, context):
-                    yield response
+                responses = behavior(request, context)
+                try:
+                    async for response in responses:
+                        yield response
+                finally:
+                    # Closed with this wrapper (a cancelled call's stream is
+                    # closed by its finalizer), not later by its own: the
+                    # stream's database work stops now.
+                    close = getattr(responses, "aclose", None)
+                    if close is not None:
+                        await close()
 
         return call
 

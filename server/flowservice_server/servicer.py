@@ -6,6 +6,7 @@ turns them into statuses.
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from flowservice_server.errors import NotFoundError
 from flowservice_server.models import flows
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from flowservice_server.db.engine import Database
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -89,6 +92,26 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         work = partial(flows.count_flows, filters=validate.count_flows(request))
         count = await self._database.read(work, context.time_remaining())
         return flow_service_pb2.CountFlowsResponse(count=count)
+
+    async def StreamFlows(
+        self, request: flow_service_pb2.StreamFlowsRequest, context: Context
+    ) -> AsyncIterator[flow_service_pb2.StreamFlowsResponse]:
+        """One response per batch the database stream yields; it fetches as we are read.
+
+        grpc.aio awaits the write of each yielded response, which waits for
+        the client's flow-control window, so the next batch is fetched only
+        once the client has taken the one before (or transport buffers have).
+        """
+        stream = validate.stream_flows(request)
+        query = flows.stream_flows(
+            filters=stream.filters, order_by=stream.order_by, limit=stream.limit
+        )
+        batches = self._database.stream(query, stream.batch_size, context.time_remaining())
+        async with contextlib.aclosing(batches):
+            async for rows in batches:
+                response = flow_service_pb2.StreamFlowsResponse()
+                fill_flows(response.flows, rows)
+                yield response
 
     async def UpdateFlow(
         self, request: flow_service_pb2.UpdateFlowRequest, context: Context

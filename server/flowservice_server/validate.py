@@ -30,6 +30,9 @@ Out = TypeVar("Out")
 #: Prefect's default and maximum page size (PREFECT_API_DEFAULT_LIMIT).
 MAX_LIMIT = 200
 UPDATABLE_PATHS = frozenset({"tags", "*"})
+#: StreamFlows' batch sizes: the default, and the most flows in one response.
+DEFAULT_BATCH_SIZE = 100
+MAX_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,14 @@ class FlowQuery:
     order_by: tuple[sa.UnaryExpression[Any], ...]
     offset: int
     limit: int
+
+
+@dataclass(frozen=True)
+class FlowStream:
+    filters: FlowFilters
+    order_by: tuple[sa.UnaryExpression[Any], ...]
+    limit: int | None  # None: every matching flow
+    batch_size: int
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,26 @@ def count_flows(request: flow_service_pb2.CountFlowsRequest) -> FlowFilters:
     filters = flow_filters(request, violations)
     violations.raise_if_any()
     return filters
+
+
+def stream_flows(request: flow_service_pb2.StreamFlowsRequest) -> FlowStream:
+    violations = Violations()
+    filters = flow_filters(request, violations)
+    order_by = ORDER_BY.get(request.sort)
+    if order_by is None:
+        violations.add("sort", f"unknown sort {request.sort}; expected one of {_sort_names()}")
+    limit = request.limit if request.HasField("limit") else None
+    if limit is not None and limit < 0:
+        violations.add("limit", "must not be negative (leave it out for every matching flow)")
+    batch_size = request.batch_size or DEFAULT_BATCH_SIZE
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        violations.add(
+            "batch_size",
+            f"must be from 1 to {MAX_BATCH_SIZE} (0 or left out for {DEFAULT_BATCH_SIZE})",
+        )
+    violations.raise_if_any()
+    assert order_by is not None
+    return FlowStream(filters=filters, order_by=order_by, limit=limit, batch_size=batch_size)
 
 
 def update_flow(request: flow_service_pb2.UpdateFlowRequest) -> TagsUpdate:

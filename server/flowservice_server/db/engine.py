@@ -10,6 +10,11 @@ deadline has passed. How that is done differs by backend:
   Python's sqlite3 driver: one hand-off to a thread per call, where a driver
   that hops per DB-API call (aiosqlite) makes five or six.
 * PostgreSQL (`db.postgres_engine`): asyncpg on the event loop.
+
+A stream (`Database.stream`) is the one unit of work that outlives a single
+await: it reads a query's rows batch by batch from one snapshot, fetching
+the next batch only when the caller asks for it, and holds its connection
+(and read transaction) until it ends, fails, is closed or is cancelled.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import abc
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Callable, Sequence
 
     import sqlalchemy as sa
     from sqlalchemy.engine import Dialect
@@ -57,6 +62,35 @@ class Database(abc.ABC):
     async def write(self, work: Callable[[sa.Connection], T], time_left: float | None = None) -> T:
         """Run `work` in one transaction: committed if it returns in time, else rolled back."""
         return await self.run(work, time_left, write=True)
+
+    #: Rows every stream of this database has handed to its caller, in all: how
+    #: far streams have read ahead of their clients is visible from outside.
+    rows_streamed = 0
+
+    async def stream(
+        self, query: sa.Select[Any], batch_size: int, time_left: float | None = None
+    ) -> AsyncGenerator[Sequence[sa.Row[Any]], None]:
+        """The rows of `query`, `batch_size` at a time, all read from one snapshot.
+
+        Each batch is fetched only when the caller asks for the next one, so
+        a slow caller holds one batch in memory, never the result set. No
+        batch is empty. The connection and its read transaction are held
+        until the stream ends; closing the iterator (`aclose`, or
+        cancelling the task that iterates it) stops the running statement
+        and returns the connection. `time_left` bounds the whole stream:
+        past it, the stream ends with TimeoutError.
+        """
+        batches = self.stream_batches(query, batch_size, deadline_after(time_left))
+        async with contextlib.aclosing(batches):
+            async for rows in batches:
+                self.rows_streamed += len(rows)
+                yield rows
+
+    @abc.abstractmethod
+    def stream_batches(
+        self, query: sa.Select[Any], batch_size: int, deadline: float | None
+    ) -> AsyncGenerator[Sequence[sa.Row[Any]], None]:
+        """The backend's `stream`: non-empty batches of at most `batch_size` rows, one snapshot."""
 
     async def ping(self) -> None:
         await self.read(_select_one)

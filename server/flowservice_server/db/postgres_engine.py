@@ -3,13 +3,19 @@
 The transaction has a statement timeout as long as the time left, and a
 cancelled call cancels its query (asyncpg does that); the server rolls back
 whatever a dropped connection had begun.
+
+A stream (`Database.stream`) reads through a server-side cursor in one
+REPEATABLE READ, READ ONLY transaction: one snapshot for all its batches,
+each fetched when the caller asks for it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from flowservice_server.db.engine import (
     Database,
@@ -20,7 +26,7 @@ from flowservice_server.db.engine import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Callable, Sequence
 
     import sqlalchemy as sa
     from sqlalchemy.engine import Dialect
@@ -100,3 +106,58 @@ class PostgresDatabase(Database):
                     return await connection.run_sync(unit)
             async with self.engine.connect() as connection:
                 return await connection.run_sync(unit)
+
+    async def stream_batches(
+        self, query: sa.Select[Any], batch_size: int, deadline: float | None
+    ) -> AsyncGenerator[Sequence[sa.Row[Any]], None]:
+        """A server-side cursor, fetched a batch at a time; see `Database.stream`.
+
+        `yield_per` makes SQLAlchemy buffer at most one batch; between batches
+        the session is idle in its transaction, holding its snapshot and no
+        running query. A cancellation during a fetch cancels the query
+        (asyncpg does that); whatever ends the stream, the transaction is
+        rolled back and the connection returned, or dropped when it cannot be.
+        """
+        async with cancel_after(remaining(deadline)):
+            connection = await self.engine.connect()
+        try:
+            await connection.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            await connection.begin()
+            async with cancel_after(remaining(deadline)):
+                await connection.run_sync(statement_timeout, remaining(deadline))
+                result = await connection.stream(query, execution_options={"yield_per": batch_size})
+            while True:
+                if expired(deadline):  # the caller took its time with the last batch
+                    raise TimeoutError
+                async with cancel_after(remaining(deadline)):
+                    rows = await result.fetchmany(batch_size)
+                if not rows:
+                    return
+                yield rows
+        finally:
+            await _release(connection)
+
+
+async def _release(connection: AsyncConnection) -> None:
+    """Roll back and return the connection; if it cannot roll back, drop it.
+
+    Shielded, so that a second cancellation cannot leave the connection
+    half-released; PostgreSQL rolls back a dropped connection's transaction.
+    """
+
+    async def release() -> None:
+        try:
+            await connection.close()
+        except Exception:  # noqa: BLE001  # a connection that cannot roll back is dropped
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+
+    ending = asyncio.ensure_future(release())
+    try:
+        await asyncio.shield(ending)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await ending
+        raise

@@ -7,6 +7,12 @@ queue on an in-process lock (SQLite has one writer at a time) rather than
 in SQLite's busy handler; another process's write lock is waited for in
 short slices, retried from here, so that a cancelled call is noticed within
 one slice (an interrupt cannot end SQLite's own busy wait).
+
+A stream (`Database.stream`) keeps one connection, one read transaction and
+one open statement for its whole length; each batch is a step of that
+statement, run in a worker thread only when the caller asks for it. WAL
+mode lets writers go on meanwhile; the stream keeps reading its snapshot
+(and, while it lasts, a checkpoint cannot recycle the WAL past it).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from flowservice_server.db.engine import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 
     from sqlalchemy.engine import Dialect
     from sqlalchemy.pool import Pool
@@ -213,6 +219,120 @@ class SqliteDatabase(Database):
                 raise
             finally:
                 unit.detach()
+
+    def stream_batches(
+        self, query: sa.Select[Any], batch_size: int, deadline: float | None
+    ) -> AsyncGenerator[Sequence[sa.Row[Any]], None]:
+        return _stream(self.engine, self._threads, query, batch_size, deadline)
+
+
+# --- streams -----------------------------------------------------------------------
+
+
+async def _stream(
+    engine: sa.Engine,
+    threads: ThreadPoolExecutor,
+    query: sa.Select[Any],
+    batch_size: int,
+    deadline: float | None,
+) -> AsyncGenerator[Sequence[sa.Row[Any]], None]:
+    """One statement, stepped a batch at a time in worker threads; see `Database.stream`.
+
+    Between batches no thread is held, only the connection. Whatever ends the
+    stream (the last row, an error, the deadline, `aclose`, a cancellation),
+    the statement is stopped and the connection rolled back and returned
+    before the stream is gone.
+    """
+    loop = asyncio.get_running_loop()
+    unit = _Unit(deadline)
+    reader = _SnapshotReader(engine, unit)
+    timer = None if deadline is None else loop.call_at(_loop_time(loop, deadline), unit.stop)
+    try:
+        await _stoppable(loop, threads, partial(reader.open, query), unit)
+        while True:
+            rows = await _stoppable(loop, threads, partial(reader.fetch, batch_size), unit)
+            if not rows:
+                return
+            yield rows
+    finally:
+        if timer is not None:
+            timer.cancel()
+        unit.cancel()  # from here on, nothing may start another step
+        ending = loop.run_in_executor(threads, reader.close)
+        try:
+            await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await ending
+            raise
+
+
+async def _stoppable(
+    loop: asyncio.AbstractEventLoop, threads: ThreadPoolExecutor, step: Callable[[], T], unit: _Unit
+) -> T:
+    """Run one step in a worker thread; if the call is cancelled, interrupt it and wait."""
+    job = loop.run_in_executor(threads, step)
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        unit.cancel()
+        with contextlib.suppress(BaseException):
+            await job
+        raise
+
+
+class _SnapshotReader:
+    """A stream's connection, transaction and statement; each method runs in a worker thread.
+
+    Only one method runs at a time (the stream awaits each), though not
+    always in the same thread: the pool's SQLite connections may move
+    between threads (SQLAlchemy opens file databases with that allowed).
+    """
+
+    def __init__(self, engine: sa.Engine, unit: _Unit) -> None:
+        self._engine = engine
+        self._unit = unit
+        self._connection: sa.Connection | None = None
+        self._result: sa.CursorResult[Any] | None = None
+
+    def open(self, query: sa.Select[Any]) -> None:
+        self._connection = self._engine.connect()
+        with self._stoppable(self._connection):
+            # A deferred transaction: its snapshot is taken by the query's
+            # first read and kept until the rollback in `close`.
+            self._connection.exec_driver_sql("BEGIN")
+            self._result = self._connection.execute(query)
+
+    def fetch(self, batch_size: int) -> Sequence[sa.Row[Any]]:
+        assert self._connection is not None
+        assert self._result is not None
+        with self._stoppable(self._connection):
+            return self._result.fetchmany(batch_size)
+
+    def close(self) -> None:
+        """End the statement first (an interrupt stays pending while it is open), then the rest."""
+        connection, result = self._connection, self._result
+        self._connection = self._result = None
+        if connection is None:
+            return
+        try:
+            if result is not None:
+                result.close()
+            connection.rollback()
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def _stoppable(self, connection: sa.Connection) -> Iterator[None]:
+        self._unit.attach(connection.connection.driver_connection)
+        try:
+            yield
+        except sa_exc.DBAPIError as error:
+            if self._unit.too_late():  # interrupted at the deadline, or cancelled
+                raise TimeoutError from error
+            raise
+        finally:
+            self._unit.detach()
 
 
 def _in_read_transaction(work: Callable[[sa.Connection], T], connection: sa.Connection) -> T:

@@ -161,6 +161,21 @@ def read_flow_page(
     return FlowPage(rows=rows[:limit], more=len(rows) > limit, total_size=total_size)
 
 
+def stream_flows(
+    *,
+    filters: FlowFilters,
+    order_by: Sequence[sa.UnaryExpression[Any]],
+    limit: int | None,
+) -> sa.Select[Any]:
+    """The StreamFlows query: `read_flows`' filters and order, no offset, any limit.
+
+    A statement rather than a function of a connection: `Database.stream`
+    runs it through a cursor and fetches its rows a batch at a time.
+    """
+    query = sa.select(*_COLUMNS).where(*flow_conditions(filters)).order_by(*order_by)
+    return query if limit is None else query.limit(limit)
+
+
 def count_flows(connection: sa.Connection, *, filters: FlowFilters) -> int:
     """The number of flows `read_flows` would find without a page size.
 
