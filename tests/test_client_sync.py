@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -80,14 +81,18 @@ def test_both_clients_have_the_same_public_methods() -> None:
 @pytest.mark.parametrize("name", sorted(_public(FlowClient)))
 def test_each_method_has_the_same_signature_and_docstring(name: str) -> None:
     asynchronous, blocking = getattr(FlowClient, name), getattr(FlowClientSync, name)
-    assert inspect.iscoroutinefunction(asynchronous)
-    assert not inspect.iscoroutinefunction(blocking)
+    returns = inspect.signature(asynchronous).return_annotation
+    if inspect.isasyncgenfunction(asynchronous):
+        # An async iterator of flows is, blocking, an iterator of the same flows.
+        assert inspect.isgeneratorfunction(blocking)
+        returns = re.sub(r"^AsyncIterator\[(.*)\]$", r"Iterator[\1]", returns)
+        returns = re.sub(r"^AsyncGenerator\[(.*), None\]$", r"Generator[\1, None, None]", returns)
+    else:
+        assert inspect.iscoroutinefunction(asynchronous)
+        assert not inspect.iscoroutinefunction(blocking)
     assert _parameters(asynchronous) == _parameters(blocking)
     # An `async def` is annotated with what awaiting it gives, so the two must be equal.
-    assert (
-        inspect.signature(asynchronous).return_annotation
-        == inspect.signature(blocking).return_annotation
-    )
+    assert returns == inspect.signature(blocking).return_annotation
     assert inspect.getdoc(asynchronous) == inspect.getdoc(blocking)
 
 
