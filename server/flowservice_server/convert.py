@@ -12,10 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf import timestamp_pb2
+
+from flowservice_server.etags import flow_etag
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-
-    from google.protobuf import timestamp_pb2
 
     from flowservice.v1 import flow_pb2
 
@@ -36,6 +38,19 @@ def fill_flow(message: flow_pb2.Flow, row: Sequence[Any]) -> None:
         message.labels.SetInParent()  # present even when empty: {} is not "no labels"
         if labels:
             message.labels.update(labels)
+    message.etag = _etag(message.id, message.updated, name, tags, labels)
+
+
+def row_etag(row: Sequence[Any]) -> str:
+    """The etag `fill_flow` gives the Flow of this row."""
+    flow_id, _, updated, name, tags, labels = row
+    when = timestamp_pb2.Timestamp()
+    set_timestamp(when, updated)
+    return _etag(str(flow_id), when, name, tags, labels)
+
+
+def _etag(flow_id: str, updated: timestamp_pb2.Timestamp, name: str, tags: Any, labels: Any) -> str:
+    return flow_etag(flow_id, (updated.seconds, updated.nanos // 1000), name, tags, labels)
 
 
 def fill_flows(messages: Any, rows: Iterable[Sequence[Any]]) -> None:
