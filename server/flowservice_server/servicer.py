@@ -14,11 +14,18 @@ import grpc.aio
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import validate
 from flowservice_server.convert import fill_flow, fill_flows
-from flowservice_server.errors import NotFoundError
+from flowservice_server.errors import (
+    BatchNotFoundError,
+    MissingItem,
+    NotFoundError,
+)
 from flowservice_server.models import flows
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from flowservice_server.db.engine import Database
+    from flowservice_server.models.flows import FlowRow
 
 Context = grpc.aio.ServicerContext[Any, Any]
 FLOW_RESOURCE = "flowservice.v1.Flow"
@@ -105,3 +112,44 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         if not await self._database.write(work, context.time_remaining()):
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
         return flow_service_pb2.DeleteFlowResponse()
+
+    # --- batches ---------------------------------------------------------------------
+
+    async def BatchGetFlows(
+        self, request: flow_service_pb2.BatchGetFlowsRequest, context: Context
+    ) -> flow_service_pb2.BatchGetFlowsResponse:
+        keys = validate.batch_get_flows(request)
+        work = partial(flows.batch_read_flows, flow_ids=keys.ids, names=keys.names)
+        by_id, by_name = await self._database.read(work, context.time_remaining())
+        missing = _missing(("ids", "id", map(str, keys.ids), by_id))
+        missing += _missing(("names", "name", keys.names, by_name))
+        if missing:
+            raise BatchNotFoundError(FLOW_RESOURCE, len(by_id) + len(by_name), missing)
+        response = flow_service_pb2.BatchGetFlowsResponse()
+        fill_flows(response.flows, [row for row in (*by_id, *by_name) if row is not None])
+        return response
+
+    async def BatchCreateFlows(
+        self, request: flow_service_pb2.BatchCreateFlowsRequest, context: Context
+    ) -> flow_service_pb2.BatchCreateFlowsResponse:
+        checked = validate.batch_create_flows(request)
+        new_flows = [(new.name, new.tags, new.labels) for new in checked]
+        work = partial(flows.batch_create_flows, new_flows=new_flows)
+        answers = await self._database.write(work, context.time_remaining())
+        response = flow_service_pb2.BatchCreateFlowsResponse()
+        for row, created in answers:
+            answer = response.responses.add(created=created)
+            fill_flow(answer.flow, row)
+        return response
+
+
+def _missing(
+    lookup: tuple[str, str, Iterable[str], Sequence[FlowRow | None]],
+) -> list[MissingItem]:
+    """Each distinct requested value without a row, as (field path, key, value)."""
+    field, key, values, rows = lookup
+    missing: dict[str, MissingItem] = {}
+    for index, (value, row) in enumerate(zip(values, rows, strict=True)):
+        if row is None and value not in missing:
+            missing[value] = (f"{field}[{index}]", key, value)
+    return list(missing.values())

@@ -208,3 +208,89 @@ def delete_flow(connection: sa.Connection, flow_id: uuid.UUID) -> bool:
     """
     result = connection.execute(_DELETE, {"flow_id": flow_id})
     return result.rowcount == 1
+
+
+# --- batches -------------------------------------------------------------------------
+
+_BY_IDS = sa.select(*_COLUMNS).where(flow.c.id.in_(sa.bindparam("flow_ids", expanding=True)))
+_BY_NAMES = sa.select(*_COLUMNS).where(flow.c.name.in_(sa.bindparam("names", expanding=True)))
+#: Positions in a `_COLUMNS` row.
+_ID, _NAME = 0, 3
+#: Rounds of insert-then-read one batch create makes before giving up (see below).
+_CREATE_ROUNDS = 3
+
+
+def batch_read_flows(
+    connection: sa.Connection, *, flow_ids: Sequence[uuid.UUID], names: Sequence[str]
+) -> tuple[list[FlowRow | None], list[FlowRow | None]]:
+    """The rows of `flow_ids` and of `names`, each in the order given, None where missing.
+
+    One query per list (`IN`, each distinct value once), however many items.
+    """
+    by_id: dict[str, FlowRow] = {}
+    by_name: dict[str, FlowRow] = {}
+    if flow_ids:
+        distinct_ids = list(dict.fromkeys(flow_ids))
+        for row in connection.execute(_BY_IDS, {"flow_ids": distinct_ids}):
+            by_id[str(row[_ID]).lower()] = row
+    if names:
+        for row in connection.execute(_BY_NAMES, {"names": list(dict.fromkeys(names))}):
+            by_name[row[_NAME]] = row
+    return [by_id.get(str(i)) for i in flow_ids], [by_name.get(n) for n in names]
+
+
+def batch_create_flows(
+    connection: sa.Connection,
+    *,
+    new_flows: Sequence[tuple[str, list[str], dict[str, Any] | None]],
+) -> list[tuple[FlowRow, bool]]:
+    """Get-or-create each (name, tags, labels), in one transaction, answers in request order.
+
+    A name given twice makes one flow, from its first request; only that first
+    answer can say `created`. Existing names are read first, without writing.
+    The rest are inserted in one statement, sorted by name, with ON CONFLICT
+    (name) DO NOTHING RETURNING: two batches that share names take the name
+    index's locks in the same order, so neither fails on the other's insert
+    nor deadlocks with it, and whichever commits second finds the first's
+    rows. Those it did not insert are then read. A flow of the batch that
+    someone deletes between the insert and that read is inserted again (a
+    few rounds at most).
+    """
+    first: dict[str, tuple[list[str], dict[str, Any] | None]] = {}
+    for name, tags, labels in new_flows:
+        first.setdefault(name, (tags, labels))
+    rows = {row[_NAME]: row for row in connection.execute(_BY_NAMES, {"names": list(first)})}
+    inserted: set[str] = set()
+    insert = _insert_unless_named(connection.dialect.name)
+    for _ in range(_CREATE_ROUNDS):
+        missing = sorted(name for name in first if name not in rows)
+        if not missing:
+            break
+        now = datetime.now(UTC)
+        values = [
+            {
+                "id": uuid.uuid4(),
+                "created": now,
+                "updated": now,
+                "name": name,
+                "tags": first[name][0],
+                "labels": first[name][1],
+            }
+            for name in missing
+        ]
+        for row in connection.execute(insert, values):
+            rows[row[_NAME]] = row
+            inserted.add(row[_NAME])
+        others = [name for name in missing if name not in rows]
+        if others:
+            for row in connection.execute(_BY_NAMES, {"names": others}):
+                rows[row[_NAME]] = row
+    else:
+        if len(rows) < len(first):
+            raise RuntimeError("flows of the batch kept being deleted as they were created")
+    answers: list[tuple[FlowRow, bool]] = []
+    for name, _, _ in new_flows:
+        created = name in inserted
+        inserted.discard(name)  # a repeated name: only its first answer was created
+        answers.append((rows[name], created))
+    return answers
