@@ -128,14 +128,25 @@ class FlowClientSync:
         request = flow_service_pb2.CountFlowsRequest(**filters)
         return self._call(self._stub.CountFlows, request).count
 
-    def update_flow(self, flow_id: str, *, tags: Sequence[str] | None = None) -> flow_pb2.Flow:
-        """Replace the flow's tags (None: change nothing but `updated`)."""
-        request = _shared.update_flow_request(flow_id, tags)
+    def update_flow(
+        self, flow_id: str, *, tags: Sequence[str] | None = None, etag: str = ""
+    ) -> flow_pb2.Flow:
+        """Replace the flow's tags (None: change nothing but `updated`).
+
+        With `etag` (a Flow's `etag` as read), write only if the flow has not
+        changed since; otherwise raise `RpcError` with code ABORTED, nothing written.
+        """
+        request = _shared.update_flow_request(flow_id, tags, etag)
         return self._call(self._stub.UpdateFlow, request).flow
 
-    def delete_flow(self, flow_id: str) -> None:
-        """Delete the flow with its runs and deployments."""
-        self._call(self._stub.DeleteFlow, flow_service_pb2.DeleteFlowRequest(id=flow_id))
+    def delete_flow(self, flow_id: str, *, etag: str = "") -> None:
+        """Delete the flow with its runs and deployments.
+
+        With `etag` (a Flow's `etag` as read), delete only if the flow has not
+        changed since; otherwise raise `RpcError` with code ABORTED, nothing deleted.
+        """
+        request = flow_service_pb2.DeleteFlowRequest(id=flow_id, etag=etag)
+        self._call(self._stub.DeleteFlow, request)
 
     def batch_get_flows(
         self, *, ids: Sequence[str] = (), names: Sequence[str] = ()

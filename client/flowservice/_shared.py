@@ -98,10 +98,10 @@ def create_flow_request(
 
 
 def update_flow_request(
-    flow_id: str, tags: Sequence[str] | None
+    flow_id: str, tags: Sequence[str] | None, etag: str = ""
 ) -> flow_service_pb2.UpdateFlowRequest:
     """Replace the tags when given (an empty list clears them); None writes nothing."""
-    request = flow_service_pb2.UpdateFlowRequest(id=flow_id)
+    request = flow_service_pb2.UpdateFlowRequest(id=flow_id, etag=etag)
     if tags is not None:
         request.tags.extend(tags)
         request.update_mask.paths.append("tags")

@@ -16,6 +16,7 @@ from flowservice_server import validate
 from flowservice_server.convert import fill_flow, fill_flows
 from flowservice_server.errors import (
     BatchNotFoundError,
+    EtagMismatchError,
     MissingItem,
     NotFoundError,
 )
@@ -95,9 +96,13 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
     async def UpdateFlow(
         self, request: flow_service_pb2.UpdateFlowRequest, context: Context
     ) -> flow_service_pb2.UpdateFlowResponse:
-        update = validate.update_flow(request)
-        work = partial(flows.update_flow, flow_id=update.flow_id, tags=update.tags)
-        row = await self._database.write(work, context.time_remaining())
+        conditional = validate.conditional_update_flow(request)
+        update = conditional.update
+        if conditional.etag:
+            row = await self._update_if_unchanged(conditional, context)
+        else:
+            work = partial(flows.update_flow, flow_id=update.flow_id, tags=update.tags)
+            row = await self._database.write(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(update.flow_id))
         response = flow_service_pb2.UpdateFlowResponse()
@@ -107,9 +112,14 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
     async def DeleteFlow(
         self, request: flow_service_pb2.DeleteFlowRequest, context: Context
     ) -> flow_service_pb2.DeleteFlowResponse:
-        flow_id = validate.flow_id(request.id)
-        work = partial(flows.delete_flow, flow_id=flow_id)
-        if not await self._database.write(work, context.time_remaining()):
+        conditional = validate.conditional_delete_flow(request)
+        flow_id = conditional.flow_id
+        if conditional.etag:
+            deleted = await self._delete_if_unchanged(conditional, context)
+        else:
+            work = partial(flows.delete_flow, flow_id=flow_id)
+            deleted = await self._database.write(work, context.time_remaining())
+        if not deleted:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
         return flow_service_pb2.DeleteFlowResponse()
 
@@ -141,6 +151,38 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
             answer = response.responses.add(created=created)
             fill_flow(answer.flow, row)
         return response
+
+    # --- conditional writes (etags) ----------------------------------------------------
+
+    async def _update_if_unchanged(
+        self, conditional: validate.ConditionalTagsUpdate, context: Context
+    ) -> FlowRow | None:
+        update = conditional.update
+        work = partial(
+            flows.update_flow_if_unchanged,
+            flow_id=update.flow_id,
+            tags=update.tags,
+            etag=conditional.etag,
+        )
+        try:
+            return await self._database.write(work, context.time_remaining())
+        except flows.StaleFlowError:
+            raise EtagMismatchError(
+                FLOW_RESOURCE, "id", str(update.flow_id), conditional.etag
+            ) from None
+
+    async def _delete_if_unchanged(
+        self, conditional: validate.ConditionalDelete, context: Context
+    ) -> bool:
+        work = partial(
+            flows.delete_flow_if_unchanged, flow_id=conditional.flow_id, etag=conditional.etag
+        )
+        try:
+            return await self._database.write(work, context.time_remaining())
+        except flows.StaleFlowError:
+            raise EtagMismatchError(
+                FLOW_RESOURCE, "id", str(conditional.flow_id), conditional.etag
+            ) from None
 
 
 def _missing(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowservice.v1 import flow_service_pb2
 from flowservice_server.errors import InvalidArgumentError, Violations, quoted
+from flowservice_server.etags import check_etag
 from flowservice_server.filters import flow_filters
 from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
 from flowservice_server.sorting import ORDER_BY
@@ -148,7 +149,7 @@ def _sort_names() -> str:
     )
 
 
-# --- batches -------------------------------------------------------------
+# --- batches and etags -------------------------------------------------------------
 
 #: The most ids and names one BatchGetFlows request holds together, and the most
 #: requests of one BatchCreateFlows.
@@ -161,6 +162,20 @@ class FlowKeys:
 
     ids: list[uuid.UUID]
     names: list[str]
+
+
+@dataclass(frozen=True)
+class ConditionalTagsUpdate:
+    """An UpdateFlow request: what to write and the etag it must still have ("" for any)."""
+
+    update: TagsUpdate
+    etag: str
+
+
+@dataclass(frozen=True)
+class ConditionalDelete:
+    flow_id: uuid.UUID
+    etag: str
 
 
 def batch_get_flows(request: flow_service_pb2.BatchGetFlowsRequest) -> FlowKeys:
@@ -195,3 +210,32 @@ def batch_create_flows(request: flow_service_pb2.BatchCreateFlowsRequest) -> lis
                 violations.add(f"requests[{index}].{violation.field}", violation.description)
     violations.raise_if_any()
     return new_flows
+
+
+def conditional_update_flow(request: flow_service_pb2.UpdateFlowRequest) -> ConditionalTagsUpdate:
+    """`update_flow` with the request's etag, checked in the same pass."""
+    violations = Violations()
+    update: TagsUpdate | None = None
+    try:
+        update = update_flow(request)
+    except InvalidArgumentError as error:
+        violations.items.extend(error.violations)
+    etag = _optional_etag(request.etag, violations)
+    violations.raise_if_any()
+    assert update is not None
+    return ConditionalTagsUpdate(update=update, etag=etag)
+
+
+def conditional_delete_flow(request: flow_service_pb2.DeleteFlowRequest) -> ConditionalDelete:
+    violations = Violations()
+    target = _required_uuid(request.id, "id", violations)
+    etag = _optional_etag(request.etag, violations)
+    violations.raise_if_any()
+    assert target is not None
+    return ConditionalDelete(flow_id=target, etag=etag)
+
+
+def _optional_etag(value: str, violations: Violations) -> str:
+    if not value:
+        return ""
+    return _checked(check_etag, value, "etag", violations) or ""

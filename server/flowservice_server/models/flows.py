@@ -14,11 +14,13 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from flowservice_server.convert import row_etag, set_timestamp
 from flowservice_server.db.dialect import insert_ignoring_conflict
 from flowservice_server.db.tables import deployment, flow, flow_run, task_run, work_pool, work_queue
 
@@ -294,3 +296,81 @@ def batch_create_flows(
         inserted.discard(name)  # a repeated name: only its first answer was created
         answers.append((rows[name], created))
     return answers
+
+
+# --- conditional writes (etags) --------------------------------------------------------
+
+
+class StaleFlowError(Exception):
+    """The flow is not as the given etag says; raised so that the unit of work rolls back."""
+
+
+#: The columns an etag derives from, as text in the database's own form, to write
+#: only if none has changed since they were read (compare-and-set).
+_GUARDED = (flow.c.updated, flow.c.name, flow.c.tags, flow.c.labels)
+_GUARD_TEXT = tuple(sa.cast(column, sa.Text()) for column in _GUARDED)
+_FOR_GUARDED_WRITE = sa.select(*_COLUMNS, *_GUARD_TEXT).where(flow.c.id == sa.bindparam("flow_id"))
+_UNCHANGED = sa.and_(
+    *(
+        text.is_not_distinct_from(sa.bindparam(f"was_{column.name}", type_=sa.Text()))
+        for column, text in zip(_GUARDED, _GUARD_TEXT, strict=True)
+    )
+)
+_TOUCH_IF_UNCHANGED = _TOUCH.where(_UNCHANGED)
+_SET_TAGS_IF_UNCHANGED = _SET_TAGS.where(_UNCHANGED)
+_DELETE_IF_UNCHANGED = _DELETE.where(_UNCHANGED)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def _read_for_guarded_write(
+    connection: sa.Connection, flow_id: uuid.UUID, etag: str
+) -> tuple[Sequence[Any], dict[str, Any]] | None:
+    """The flow's row and its guard parameters; None when missing; StaleFlowError if stale."""
+    current = connection.execute(_FOR_GUARDED_WRITE, {"flow_id": flow_id}).one_or_none()
+    if current is None:
+        return None
+    row = current[: len(_COLUMNS)]
+    if row_etag(row) != etag:
+        raise StaleFlowError
+    guard_values = current[len(_COLUMNS) :]
+    guard = {f"was_{c.name}": value for c, value in zip(_GUARDED, guard_values, strict=True)}
+    return row, guard
+
+
+def update_flow_if_unchanged(
+    connection: sa.Connection, flow_id: uuid.UUID, *, tags: list[str] | None, etag: str
+) -> FlowRow | None:
+    """`update_flow`, only if the flow still has `etag`: StaleFlowError otherwise.
+
+    The row is read, its etag compared, and the UPDATE is made on condition
+    that the columns the etag derives from still hold what was read; a write
+    that came in between (committed first, or holding the row until it
+    commits) leaves it no row to update. The new `updated` is later than the
+    old, even if the clock is not, so that the etag changes.
+    """
+    found = _read_for_guarded_write(connection, flow_id, etag)
+    if found is None:
+        return None
+    row, guard = found
+    was = Timestamp()
+    set_timestamp(was, row[2])
+    now = max(datetime.now(UTC), was.ToDatetime(tzinfo=UTC) + _ONE_MICROSECOND)
+    params: dict[str, Any] = {"flow_id": flow_id, "now": now, **guard}
+    if tags is not None:
+        params["tags"] = tags
+    statement = _TOUCH_IF_UNCHANGED if tags is None else _SET_TAGS_IF_UNCHANGED
+    updated = connection.execute(statement, params).one_or_none()
+    if updated is None:
+        raise StaleFlowError
+    return updated
+
+
+def delete_flow_if_unchanged(connection: sa.Connection, flow_id: uuid.UUID, *, etag: str) -> bool:
+    """`delete_flow`, only if the flow still has `etag`: StaleFlowError otherwise."""
+    found = _read_for_guarded_write(connection, flow_id, etag)
+    if found is None:
+        return False
+    _, guard = found
+    if connection.execute(_DELETE_IF_UNCHANGED, {"flow_id": flow_id, **guard}).rowcount != 1:
+        raise StaleFlowError
+    return True
