@@ -1,4 +1,5 @@
-"""Prefect's seven flow model functions, as Core statements over a connection.
+"""Prefect's seven flow model functions, as Core statements over a connection, and
+FlowService's batch and conditional (etag) writes.
 
 What each does is in docs/semantics.md#operations.
 
@@ -6,7 +7,8 @@ Plain functions of a connection, run as units of work by `db.engine.Database`:
 the caller owns the connection and its transaction; nothing here commits.
 Statements are built once and take their values as bound parameters, so
 SQLAlchemy compiles each shape once. Writes use RETURNING instead of
-read-then-write.
+read-then-write; a conditional write reads, then writes only WHERE what it read
+still holds (compare-and-set).
 """
 
 from __future__ import annotations
