@@ -26,15 +26,13 @@ from flowservice_server.errors import quoted
 _DIGEST_BYTES = 12
 ETAG_LENGTH = 16
 _ETAG_SHAPE = re.compile(rf"[A-Za-z0-9_-]{{{ETAG_LENGTH}}}")
+#: Built once: json.dumps with options builds an encoder per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
 def flow_etag(flow_id: str, updated: tuple[int, int], name: str, tags: Any, labels: Any) -> str:
     """The etag of a flow with these stored values (`updated` as seconds and microseconds)."""
-    content = json.dumps(
-        [flow_id, *updated, name, tags, labels],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    content = _ENCODER.encode([flow_id, *updated, name, tags, labels])
     digest = hashlib.blake2b(content.encode(), digest_size=_DIGEST_BYTES).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")
 

@@ -20,9 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from flowservice_server.convert import row_etag, set_timestamp
+from flowservice_server.convert import epoch_parts, row_etag
 from flowservice_server.db.dialect import insert_ignoring_conflict
 from flowservice_server.db.tables import deployment, flow, flow_run, task_run, work_pool, work_queue
 
@@ -322,6 +321,7 @@ _TOUCH_IF_UNCHANGED = _TOUCH.where(_UNCHANGED)
 _SET_TAGS_IF_UNCHANGED = _SET_TAGS.where(_UNCHANGED)
 _DELETE_IF_UNCHANGED = _DELETE.where(_UNCHANGED)
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _read_for_guarded_write(
@@ -354,9 +354,9 @@ def update_flow_if_unchanged(
     if found is None:
         return None
     row, guard = found
-    was = Timestamp()
-    set_timestamp(was, row[2])
-    now = max(datetime.now(UTC), was.ToDatetime(tzinfo=UTC) + _ONE_MICROSECOND)
+    seconds, micros = epoch_parts(row[2])
+    was = _EPOCH + timedelta(seconds=seconds, microseconds=micros)
+    now = max(datetime.now(UTC), was + _ONE_MICROSECOND)
     params: dict[str, Any] = {"flow_id": flow_id, "now": now, **guard}
     if tags is not None:
         params["tags"] = tags
