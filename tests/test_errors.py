@@ -98,6 +98,19 @@ BAD_INPUT: list[Any] = [
         ["flows.id.not_any[0]", "offset", "limit"],
         id="every-violation-at-once",
     ),
+    pytest.param(lambda c: c.batch_get_flows(ids=["a" * 32, BAD]), ["ids[1]"], id="batch-get-id"),
+    pytest.param(lambda c: c.batch_get_flows(), ["ids"], id="batch-get-nothing"),
+    pytest.param(
+        lambda c: c.batch_create_flows([("ok",), ("my/flow",)]),
+        ["requests[1].name"],
+        id="batch-create-name",
+    ),
+    pytest.param(
+        lambda c: c.update_flow(BAD, etag="x"), ["id", "etag"], id="update-malformed-etag"
+    ),
+    pytest.param(
+        lambda c: c.delete_flow(BAD, etag="x"), ["id", "etag"], id="delete-malformed-etag"
+    ),
 ]
 
 
@@ -207,6 +220,18 @@ TABLE_CASES: dict[str, tuple[Callable[[], BaseException], grpc.StatusCode, str, 
         grpc.StatusCode.NOT_FOUND,
         "FLOW_NOT_FOUND",
         "resource_info",
+    ),
+    "batch-not-found": (
+        lambda: errors.BatchNotFoundError("flowservice.v1.Flow", 3, [("names[1]", "name", "x")]),
+        grpc.StatusCode.NOT_FOUND,
+        "FLOW_NOT_FOUND",
+        "resource_info",
+    ),
+    "etag-mismatch": (
+        lambda: errors.EtagMismatchError("flowservice.v1.Flow", "id", "x", "A" * 16),
+        grpc.StatusCode.ABORTED,
+        "ETAG_MISMATCH",
+        None,
     ),
     "malformed": (
         lambda: errors.MalformedRequestError("garbage"),

@@ -48,6 +48,9 @@ async def test_reflection_lists_the_services_and_describes_flowservice(
         "CountFlows",
         "UpdateFlow",
         "DeleteFlow",
+        "StreamFlows",
+        "BatchGetFlows",
+        "BatchCreateFlows",
     ]
 
 

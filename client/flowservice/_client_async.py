@@ -12,10 +12,10 @@ from flowservice.errors import from_failed_call
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2, flow_service_pb2_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
     from types import TracebackType
 
-    from flowservice._shared import FilterArg, FlowPage, Labels
+    from flowservice._shared import FilterArg, FlowPage, Labels, NewFlowArg
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -254,12 +254,45 @@ class FlowClient:
         return (await self._call(self._stub.CountFlows, request)).count
 
     async def update_flow(
-        self, flow_id: str, *, tags: Sequence[str] | None = None
+        self, flow_id: str, *, tags: Sequence[str] | None = None, etag: str = ""
     ) -> flow_pb2.Flow:
-        """Replace the flow's tags (None: change nothing but `updated`)."""
-        request = _shared.update_flow_request(flow_id, tags)
+        """Replace the flow's tags (None: change nothing but `updated`).
+
+        With `etag` (a Flow's `etag` as read), write only if the flow has not
+        changed since; otherwise raise `RpcError` with code ABORTED, nothing written.
+        """
+        request = _shared.update_flow_request(flow_id, tags, etag)
         return (await self._call(self._stub.UpdateFlow, request)).flow
 
-    async def delete_flow(self, flow_id: str) -> None:
-        """Delete the flow with its runs and deployments."""
-        await self._call(self._stub.DeleteFlow, flow_service_pb2.DeleteFlowRequest(id=flow_id))
+    async def delete_flow(self, flow_id: str, *, etag: str = "") -> None:
+        """Delete the flow with its runs and deployments.
+
+        With `etag` (a Flow's `etag` as read), delete only if the flow has not
+        changed since; otherwise raise `RpcError` with code ABORTED, nothing deleted.
+        """
+        request = flow_service_pb2.DeleteFlowRequest(id=flow_id, etag=etag)
+        await self._call(self._stub.DeleteFlow, request)
+
+    async def batch_get_flows(
+        self, *, ids: Sequence[str] = (), names: Sequence[str] = ()
+    ) -> list[flow_pb2.Flow]:
+        """The flows of `ids` in order, then those of `names` (1 to 1,000 in all).
+
+        All or nothing: if any is missing, `RpcError` NOT_FOUND with a
+        `ResourceInfo` per missing id or name (`resource_infos`, the first 10).
+        """
+        request = _shared.batch_get_flows_request(ids, names)
+        return list((await self._call(self._stub.BatchGetFlows, request)).flows)
+
+    async def batch_create_flows(
+        self, requests: Iterable[NewFlowArg]
+    ) -> list[tuple[flow_pb2.Flow, bool]]:
+        """Get-or-create each flow in one transaction: (flow, created) per item, in order.
+
+        An item is a `CreateFlowRequest` or `(name, tags, labels)` with tags and
+        labels optional. A name given twice is one flow: only its first answer
+        can have `created` true.
+        """
+        request = _shared.batch_create_flows_request(requests)
+        response = await self._call(self._stub.BatchCreateFlows, request)
+        return [(answer.flow, answer.created) for answer in response.responses]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from google.protobuf import json_format, struct_pb2
@@ -99,10 +99,10 @@ def create_flow_request(
 
 
 def update_flow_request(
-    flow_id: str, tags: Sequence[str] | None
+    flow_id: str, tags: Sequence[str] | None, etag: str = ""
 ) -> flow_service_pb2.UpdateFlowRequest:
     """Replace the tags when given (an empty list clears them); None writes nothing."""
-    request = flow_service_pb2.UpdateFlowRequest(id=flow_id)
+    request = flow_service_pb2.UpdateFlowRequest(id=flow_id, etag=etag)
     if tags is not None:
         request.tags.extend(tags)
         request.update_mask.paths.append("tags")
@@ -171,3 +171,33 @@ def stream_flows_request(
     if limit is not None:
         request.limit = limit
     return request
+
+
+# --- batches -------------------------------------------------------------------------
+
+#: One flow for `batch_create_flows`: a CreateFlowRequest, or (name, tags, labels)
+#: with tags and labels optional, e.g. `("etl",)` or `("etl", ["db"], {"env": "dev"})`.
+NewFlowArg: TypeAlias = (
+    "flow_service_pb2.CreateFlowRequest | tuple[str] | tuple[str, Sequence[str]] "
+    "| tuple[str, Sequence[str], Labels | None]"
+)
+
+
+def batch_get_flows_request(
+    ids: Sequence[str], names: Sequence[str]
+) -> flow_service_pb2.BatchGetFlowsRequest:
+    return flow_service_pb2.BatchGetFlowsRequest(ids=ids, names=names)
+
+
+def batch_create_flows_request(
+    requests: Iterable[NewFlowArg],
+) -> flow_service_pb2.BatchCreateFlowsRequest:
+    batch = flow_service_pb2.BatchCreateFlowsRequest()
+    for item in requests:
+        if isinstance(item, flow_service_pb2.CreateFlowRequest):
+            batch.requests.append(item)
+        else:
+            tags: Sequence[str] = item[1] if len(item) > 1 else ()
+            labels: Labels | None = item[2] if len(item) > 2 else None
+            batch.requests.append(create_flow_request(item[0], tags, labels))
+    return batch

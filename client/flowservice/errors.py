@@ -39,7 +39,9 @@ class RpcError(Exception):
     """A FlowService call that did not succeed.
 
     `code` is the gRPC status; the other attributes are the decoded
-    `google.rpc` details (empty when the server sent none).
+    `google.rpc` details (empty when the server sent none). `resource_info` is
+    the first `ResourceInfo`; `resource_infos` holds them all (a batch's
+    NOT_FOUND names each missing flow, up to 10).
     """
 
     code: grpc.StatusCode
@@ -48,6 +50,7 @@ class RpcError(Exception):
     resource_info: error_details_pb2.ResourceInfo | None = None
     error_info: error_details_pb2.ErrorInfo | None = None
     retry_info: error_details_pb2.RetryInfo | None = None
+    resource_infos: list[error_details_pb2.ResourceInfo] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"{self.code.name}: {self.message}"]
@@ -73,8 +76,11 @@ def _decode_details(details: Iterable[any_pb2.Any], into: RpcError) -> None:
                 FieldViolation(v.field, v.description) for v in bad_request.field_violations
             ]
         elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
-            into.resource_info = error_details_pb2.ResourceInfo()
-            detail.Unpack(into.resource_info)
+            info = error_details_pb2.ResourceInfo()
+            detail.Unpack(info)
+            into.resource_infos.append(info)
+            if into.resource_info is None:
+                into.resource_info = info
         elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             into.error_info = error_details_pb2.ErrorInfo()
             detail.Unpack(into.error_info)

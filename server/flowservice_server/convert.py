@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from flowservice_server.etags import flow_etag
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
@@ -31,11 +33,19 @@ def fill_flow(message: flow_pb2.Flow, row: Sequence[Any]) -> None:
     message.name = name
     message.tags.extend(tags)
     set_timestamp(message.created, created)
-    set_timestamp(message.updated, updated)
+    updated_at = epoch_parts(updated)
+    message.updated.seconds, message.updated.nanos = updated_at[0], updated_at[1] * 1000
     if labels is not None:
         message.labels.SetInParent()  # present even when empty: {} is not "no labels"
         if labels:
             message.labels.update(labels)
+    message.etag = flow_etag(str(flow_id), updated_at, name, tags, labels)
+
+
+def row_etag(row: Sequence[Any]) -> str:
+    """The etag `fill_flow` gives the Flow of this row."""
+    flow_id, _, updated, name, tags, labels = row
+    return flow_etag(str(flow_id), epoch_parts(updated), name, tags, labels)
 
 
 def fill_flows(messages: Any, rows: Iterable[Sequence[Any]]) -> None:
@@ -47,11 +57,17 @@ def fill_flows(messages: Any, rows: Iterable[Sequence[Any]]) -> None:
 
 def set_timestamp(target: timestamp_pb2.Timestamp, stored: str | datetime) -> None:
     """A stored UTC time into a Timestamp, with integer arithmetic (no float rounding)."""
+    seconds, micros = epoch_parts(stored)
+    target.seconds = seconds
+    target.nanos = micros * 1000
+
+
+def epoch_parts(stored: str | datetime) -> tuple[int, int]:
+    """A stored UTC time as whole seconds since the epoch and microseconds."""
     if isinstance(stored, str):
         delta = datetime.fromisoformat(stored) - _EPOCH
     elif stored.tzinfo is None:
         delta = stored - _EPOCH
     else:
         delta = stored - _EPOCH_UTC
-    target.seconds = delta.days * 86_400 + delta.seconds
-    target.nanos = delta.microseconds * 1000
+    return delta.days * 86_400 + delta.seconds, delta.microseconds

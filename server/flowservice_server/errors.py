@@ -84,6 +84,42 @@ class NotFoundError(FlowServiceError):
         super().__init__(f"no {resource_type} with {key} {quoted(value)}")
 
 
+#: A missing resource of a batch: (request field path, key such as "id", value).
+MissingItem = tuple[str, str, str]
+
+
+class BatchNotFoundError(FlowServiceError):
+    """Some of the resources a batch names do not exist (the batch fails whole).
+
+    `missing` holds each distinct missing one as (request field path, key, value),
+    in request order, e.g. ("names[2]", "name", "etl").
+    """
+
+    def __init__(self, resource_type: str, requested: int, missing: Sequence[MissingItem]) -> None:
+        self.resource_type = resource_type
+        self.missing = list(missing)
+        first_field, _, first_value = self.missing[0]
+        more = f" and {len(self.missing) - 1} more" if len(self.missing) > 1 else ""
+        super().__init__(
+            f"{len(self.missing)} of the {requested} requested flows do not exist "
+            f"({first_field} {quoted(first_value)}{more}); nothing is returned"
+        )
+
+
+class EtagMismatchError(FlowServiceError):
+    """A conditional write's etag is not the resource's current one: nothing was written."""
+
+    def __init__(self, resource_type: str, key: str, value: str, etag: str) -> None:
+        self.resource_type = resource_type
+        self.key = key
+        self.value = value
+        super().__init__(
+            f"the {resource_type} with {key} {quoted(value)} has changed since etag "
+            f"{quoted(etag)} was read, so nothing was written; read it again for its "
+            "current etag, then decide whether to write"
+        )
+
+
 class MalformedRequestError(FlowServiceError):
     """The request bytes are not a valid message of the method's request type."""
 
@@ -172,6 +208,36 @@ def _not_found(error: BaseException) -> Outcome:
     return Outcome(grpc.StatusCode.NOT_FOUND, reason, str(error), (info,), metadata)
 
 
+#: Characters of a missing id or name that each of a batch's `ResourceInfo`s carries:
+#: ten of them, each up to 4 bytes a character, fit the trailers with room to spare.
+MAX_BATCH_RESOURCE_NAME_LENGTH = 100
+
+
+def _batch_not_found(error: BaseException) -> Outcome:
+    assert isinstance(error, BatchNotFoundError)
+    infos = tuple(
+        error_details_pb2.ResourceInfo(
+            resource_type=error.resource_type,
+            resource_name=_cut(value, MAX_BATCH_RESOURCE_NAME_LENGTH),
+            description=f"{field}: no flow with this {key}",
+        )
+        for field, key, value in error.missing[:MAX_REPORTED_VIOLATIONS]
+    )
+    reason = f"{error.resource_type.rsplit('.', 1)[-1].upper()}_NOT_FOUND"
+    metadata = (("missing", str(len(error.missing))),)
+    return Outcome(grpc.StatusCode.NOT_FOUND, reason, _cut(str(error), 300), infos, metadata)
+
+
+def _aborted(error: BaseException) -> Outcome:
+    assert isinstance(error, EtagMismatchError)
+    metadata = ((error.key, _cut(error.value, QUOTED_LENGTH)),)
+    return Outcome(grpc.StatusCode.ABORTED, "ETAG_MISMATCH", str(error), (), metadata)
+
+
+def _cut(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
 def _malformed(error: BaseException) -> Outcome:
     return Outcome(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST", str(error))
 
@@ -229,6 +295,8 @@ def _internal(error: BaseException) -> Outcome:
 OUTCOME_RULES: list[tuple[Callable[[BaseException], bool], Callable[[BaseException], Outcome]]] = [
     (lambda e: isinstance(e, InvalidArgumentError), _invalid_argument),
     (lambda e: isinstance(e, NotFoundError), _not_found),
+    (lambda e: isinstance(e, BatchNotFoundError), _batch_not_found),
+    (lambda e: isinstance(e, EtagMismatchError), _aborted),
     (lambda e: isinstance(e, MalformedRequestError), _malformed),
     (lambda e: isinstance(e, UnauthenticatedError), _unauthenticated),
     (lambda e: isinstance(e, NotImplementedError), _unimplemented),

@@ -15,13 +15,19 @@ import grpc.aio
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import page_tokens, sorting, validate
 from flowservice_server.convert import fill_flow, fill_flows
-from flowservice_server.errors import NotFoundError
+from flowservice_server.errors import (
+    BatchNotFoundError,
+    EtagMismatchError,
+    MissingItem,
+    NotFoundError,
+)
 from flowservice_server.models import flows
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterable, Sequence
 
     from flowservice_server.db.engine import Database
+    from flowservice_server.models.flows import FlowRow
 
 Context = grpc.aio.ServicerContext[Any, Any]
 FLOW_RESOURCE = "flowservice.v1.Flow"
@@ -116,9 +122,13 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
     async def UpdateFlow(
         self, request: flow_service_pb2.UpdateFlowRequest, context: Context
     ) -> flow_service_pb2.UpdateFlowResponse:
-        update = validate.update_flow(request)
-        work = partial(flows.update_flow, flow_id=update.flow_id, tags=update.tags)
-        row = await self._database.write(work, context.time_remaining())
+        conditional = validate.conditional_update_flow(request)
+        update = conditional.update
+        if conditional.etag:
+            row = await self._update_if_unchanged(conditional, context)
+        else:
+            work = partial(flows.update_flow, flow_id=update.flow_id, tags=update.tags)
+            row = await self._database.write(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(update.flow_id))
         response = flow_service_pb2.UpdateFlowResponse()
@@ -128,11 +138,89 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
     async def DeleteFlow(
         self, request: flow_service_pb2.DeleteFlowRequest, context: Context
     ) -> flow_service_pb2.DeleteFlowResponse:
-        flow_id = validate.flow_id(request.id)
-        work = partial(flows.delete_flow, flow_id=flow_id)
-        if not await self._database.write(work, context.time_remaining()):
+        conditional = validate.conditional_delete_flow(request)
+        flow_id = conditional.flow_id
+        if conditional.etag:
+            deleted = await self._delete_if_unchanged(conditional, context)
+        else:
+            work = partial(flows.delete_flow, flow_id=flow_id)
+            deleted = await self._database.write(work, context.time_remaining())
+        if not deleted:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
         return flow_service_pb2.DeleteFlowResponse()
+
+    # --- batches ---------------------------------------------------------------------
+
+    async def BatchGetFlows(
+        self, request: flow_service_pb2.BatchGetFlowsRequest, context: Context
+    ) -> flow_service_pb2.BatchGetFlowsResponse:
+        keys = validate.batch_get_flows(request)
+        work = partial(flows.batch_read_flows, flow_ids=keys.ids, names=keys.names)
+        by_id, by_name = await self._database.read(work, context.time_remaining())
+        missing = _missing(("ids", "id", map(str, keys.ids), by_id))
+        missing += _missing(("names", "name", keys.names, by_name))
+        if missing:
+            raise BatchNotFoundError(FLOW_RESOURCE, len(by_id) + len(by_name), missing)
+        response = flow_service_pb2.BatchGetFlowsResponse()
+        fill_flows(response.flows, [row for row in (*by_id, *by_name) if row is not None])
+        return response
+
+    async def BatchCreateFlows(
+        self, request: flow_service_pb2.BatchCreateFlowsRequest, context: Context
+    ) -> flow_service_pb2.BatchCreateFlowsResponse:
+        checked = validate.batch_create_flows(request)
+        new_flows = [(new.name, new.tags, new.labels) for new in checked]
+        work = partial(flows.batch_create_flows, new_flows=new_flows)
+        answers = await self._database.write(work, context.time_remaining())
+        response = flow_service_pb2.BatchCreateFlowsResponse()
+        for row, created in answers:
+            answer = response.responses.add(created=created)
+            fill_flow(answer.flow, row)
+        return response
+
+    # --- conditional writes (etags) ----------------------------------------------------
+
+    async def _update_if_unchanged(
+        self, conditional: validate.ConditionalTagsUpdate, context: Context
+    ) -> FlowRow | None:
+        update = conditional.update
+        work = partial(
+            flows.update_flow_if_unchanged,
+            flow_id=update.flow_id,
+            tags=update.tags,
+            etag=conditional.etag,
+        )
+        try:
+            return await self._database.write(work, context.time_remaining())
+        except flows.StaleFlowError:
+            raise EtagMismatchError(
+                FLOW_RESOURCE, "id", str(update.flow_id), conditional.etag
+            ) from None
+
+    async def _delete_if_unchanged(
+        self, conditional: validate.ConditionalDelete, context: Context
+    ) -> bool:
+        work = partial(
+            flows.delete_flow_if_unchanged, flow_id=conditional.flow_id, etag=conditional.etag
+        )
+        try:
+            return await self._database.write(work, context.time_remaining())
+        except flows.StaleFlowError:
+            raise EtagMismatchError(
+                FLOW_RESOURCE, "id", str(conditional.flow_id), conditional.etag
+            ) from None
+
+
+def _missing(
+    lookup: tuple[str, str, Iterable[str], Sequence[FlowRow | None]],
+) -> list[MissingItem]:
+    """Each distinct requested value without a row, as (field path, key, value)."""
+    field, key, values, rows = lookup
+    missing: dict[str, MissingItem] = {}
+    for index, (value, row) in enumerate(zip(values, rows, strict=True)):
+        if row is None and value not in missing:
+            missing[value] = (f"{field}[{index}]", key, value)
+    return list(missing.values())
 
 
 def _fill_page_fields(

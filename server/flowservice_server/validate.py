@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flowservice.v1 import flow_service_pb2
 from flowservice_server import page_tokens, sorting
 from flowservice_server.errors import InvalidArgumentError, Violations, quoted
+from flowservice_server.etags import check_etag
 from flowservice_server.filters import flow_filters
 from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
 from flowservice_server.sorting import ORDER_BY
@@ -224,3 +225,95 @@ def _sort_names() -> str:
     return ", ".join(
         value.name for value in flow_service_pb2.FlowSort.DESCRIPTOR.values if value.number
     )
+
+
+# --- batches and etags -------------------------------------------------------------
+
+#: The most ids and names one BatchGetFlows request holds together, and the most
+#: requests of one BatchCreateFlows.
+MAX_BATCH_ITEMS = 1_000
+
+
+@dataclass(frozen=True)
+class FlowKeys:
+    """BatchGetFlows' lookups: the ids and the names, each in request order."""
+
+    ids: list[uuid.UUID]
+    names: list[str]
+
+
+@dataclass(frozen=True)
+class ConditionalTagsUpdate:
+    """An UpdateFlow request: what to write and the etag it must still have ("" for any)."""
+
+    update: TagsUpdate
+    etag: str
+
+
+@dataclass(frozen=True)
+class ConditionalDelete:
+    flow_id: uuid.UUID
+    etag: str
+
+
+def batch_get_flows(request: flow_service_pb2.BatchGetFlowsRequest) -> FlowKeys:
+    violations = Violations()
+    total = len(request.ids) + len(request.names)
+    if not 1 <= total <= MAX_BATCH_ITEMS:
+        violations.add(
+            "ids",
+            f"ids and names hold {total:,} items together; give from 1 to "
+            f"{MAX_BATCH_ITEMS:,} (ids, names, or both)",
+        )
+    ids = [_required_uuid(value, f"ids[{i}]", violations) for i, value in enumerate(request.ids)]
+    for index, name in enumerate(request.names):
+        if not name:
+            violations.add(f"names[{index}]", "is required")
+    violations.raise_if_any()
+    return FlowKeys(ids=[i for i in ids if i is not None], names=list(request.names))
+
+
+def batch_create_flows(request: flow_service_pb2.BatchCreateFlowsRequest) -> list[NewFlow]:
+    """Each request checked as CreateFlow checks it; violations named `requests[i].…`."""
+    violations = Violations()
+    count = len(request.requests)
+    if not 1 <= count <= MAX_BATCH_ITEMS:
+        violations.add("requests", f"holds {count:,} requests; give from 1 to {MAX_BATCH_ITEMS:,}")
+    new_flows: list[NewFlow] = []
+    for index, one in enumerate(request.requests):
+        try:
+            new_flows.append(create_flow(one))
+        except InvalidArgumentError as error:
+            for violation in error.violations:
+                violations.add(f"requests[{index}].{violation.field}", violation.description)
+    violations.raise_if_any()
+    return new_flows
+
+
+def conditional_update_flow(request: flow_service_pb2.UpdateFlowRequest) -> ConditionalTagsUpdate:
+    """`update_flow` with the request's etag, checked in the same pass."""
+    violations = Violations()
+    update: TagsUpdate | None = None
+    try:
+        update = update_flow(request)
+    except InvalidArgumentError as error:
+        violations.items.extend(error.violations)
+    etag = _optional_etag(request.etag, violations)
+    violations.raise_if_any()
+    assert update is not None
+    return ConditionalTagsUpdate(update=update, etag=etag)
+
+
+def conditional_delete_flow(request: flow_service_pb2.DeleteFlowRequest) -> ConditionalDelete:
+    violations = Violations()
+    target = _required_uuid(request.id, "id", violations)
+    etag = _optional_etag(request.etag, violations)
+    violations.raise_if_any()
+    assert target is not None
+    return ConditionalDelete(flow_id=target, etag=etag)
+
+
+def _optional_etag(value: str, violations: Violations) -> str:
+    if not value:
+        return ""
+    return _checked(check_etag, value, "etag", violations) or ""

@@ -45,6 +45,7 @@ CALL_TIMEOUT = 30.0
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TIMESTAMP_PATTERN = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+ETAG_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16}$")
 
 
 # ---------------------------------------------------------------------------
@@ -161,27 +162,33 @@ async def test_list_shows_flowservice_health_and_reflection(
     ]
 
 
-async def test_describe_the_service_lists_the_seven_rpcs(any_backend_server: RunningServer) -> None:
+async def test_describe_the_service_lists_every_rpc(any_backend_server: RunningServer) -> None:
     result = await grpcurl(
         "-plaintext", f"127.0.0.1:{any_backend_server.port}", "describe", SERVICE
     )
     assert result.code == 0, result
     rpcs = re.findall(
-        r"^  rpc (\w+) \( \.flowservice\.v1\.(\w+) \) returns \( \.flowservice\.v1\.(\w+) \);$",
+        r"^  rpc (\w+) \( \.flowservice\.v1\.(\w+) \) "
+        r"returns \( (stream )?\.flowservice\.v1\.(\w+) \);$",
         result.stdout,
         re.MULTILINE,
     )
+    unary = (
+        "CreateFlow",
+        "ReadFlow",
+        "ReadFlowByName",
+        "ReadFlows",
+        "CountFlows",
+        "UpdateFlow",
+        "DeleteFlow",
+        "BatchGetFlows",
+        "BatchCreateFlows",
+    )
     assert sorted(rpcs) == sorted(
-        (name, f"{name}Request", f"{name}Response")
-        for name in (
-            "CreateFlow",
-            "ReadFlow",
-            "ReadFlowByName",
-            "ReadFlows",
-            "CountFlows",
-            "UpdateFlow",
-            "DeleteFlow",
-        )
+        [
+            *((name, f"{name}Request", "", f"{name}Response") for name in unary),
+            ("StreamFlows", "StreamFlowsRequest", "stream ", "StreamFlowsResponse"),
+        ]
     )
 
 
@@ -312,7 +319,7 @@ async def test_read_flows_filters_sort_and_page(server: RunningServer, seed: See
     empty = await call(server, "ReadFlows", {"flows": {"name": {"any": []}}})
     assert empty.json() == {}
     shown = await call(server, "ReadFlows", {"flows": {"name": {"any": []}}}, "-emit-defaults")
-    assert shown.json() == {"flows": []}
+    assert shown.json() == {"flows": [], "next_page_token": ""}
 
 
 async def test_count_flows_is_an_int64_json_string(server: RunningServer, seed: Seeder) -> None:
@@ -375,6 +382,30 @@ async def test_delete_flow_then_it_is_not_found(server: RunningServer) -> None:
     again = await call(server, "DeleteFlow", {"id": flow["id"]})
     assert again.code == exit_code(grpc.StatusCode.NOT_FOUND), again
     assert parse_error_text(again.stderr).code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_batches_and_a_conditional_update(server: RunningServer) -> None:
+    """Batches answer in request order; a stale etag exits with ABORTED's code."""
+    body = {"requests": [{"name": "b"}, {"name": "a", "tags": ["x"]}, {"name": "b"}]}
+    created = (await call(server, "BatchCreateFlows", body)).json()
+    answers = [(r["flow"]["name"], r.get("created", False)) for r in created["responses"]]
+    assert answers == [("b", True), ("a", True), ("b", False)]
+    flow = created["responses"][1]["flow"]
+    assert ETAG_PATTERN.match(flow["etag"])
+
+    got = (await call(server, "BatchGetFlows", {"ids": [flow["id"]], "names": ["b", "a"]})).json()
+    assert [f["name"] for f in got["flows"]] == ["a", "b", "a"]
+    assert got["flows"][0] == flow
+
+    update = {"id": flow["id"], "tags": ["y"], "etag": flow["etag"]}
+    updated = (await call(server, "UpdateFlow", update)).json()["flow"]
+    assert updated["etag"] != flow["etag"]
+    stale = await call(server, "UpdateFlow", update, "-format-error")
+    assert stale.code == exit_code(grpc.StatusCode.ABORTED), stale
+    status = stale.error_json()
+    assert status["code"] == grpc.StatusCode.ABORTED.value[0]
+    assert detail(status["details"], "ErrorInfo")["reason"] == "ETAG_MISMATCH"
+    assert (await call(server, "ReadFlow", {"id": flow["id"]})).json()["flow"] == updated
 
 
 # ---------------------------------------------------------------------------
@@ -771,6 +802,9 @@ class Ids:
     another. The first time a documented id that the test did not seed meets a
     generated one, at the same place in an output, the two are bound, and the
     documented id is replaced by the real one in every later command and output.
+    Etags are bound the same way where the flow's `updated` time differs from the
+    documented one (its etag derives from it); a seeded flow's etag is the one
+    documented until the flow is written.
     """
 
     seeded: frozenset[str]
@@ -778,8 +812,10 @@ class Ids:
 
     def bind(self, documented: Any, actual: Any) -> None:
         if isinstance(documented, dict) and isinstance(actual, dict):
-            for key in documented.keys() & actual.keys():
+            for key in documented.keys() & actual.keys() - {"etag"}:
                 self.bind(documented[key], actual[key])
+            if "etag" in documented and documented.get("updated") != actual.get("updated"):
+                self.bind_etag(documented["etag"], actual.get("etag"))
         elif isinstance(documented, list) and isinstance(actual, list):
             for pair in zip(documented, actual, strict=False):
                 self.bind(*pair)
@@ -793,6 +829,18 @@ class Ids:
         ):
             self.bound[documented] = actual
 
+    def bind_etag(self, documented: Any, actual: Any) -> None:
+        """An etag moves with `updated`: a flow written at another time has another etag."""
+        if (
+            isinstance(documented, str)
+            and isinstance(actual, str)
+            and ETAG_PATTERN.match(documented)
+            and ETAG_PATTERN.match(actual)
+            and documented not in self.bound
+            and actual not in self.bound.values()
+        ):
+            self.bound[documented] = actual
+
     def apply(self, text: str) -> str:
         for documented, actual in self.bound.items():
             text = text.replace(documented, actual)
@@ -800,7 +848,9 @@ class Ids:
 
 
 def without_times(value: Any) -> Any:
-    """The JSON without the volatile `created`/`updated` timestamps, which must be RFC 3339.
+    """The JSON without the volatile `created`/`updated` timestamps, which must be RFC 3339,
+    and without etags, which must have an etag's shape (`etag_differences` compares the
+    etags the cookbook shows).
 
     (`CreateFlowResponse.created` is a boolean and is kept.)"""
     if isinstance(value, dict):
@@ -809,11 +859,31 @@ def without_times(value: Any) -> Any:
             if key in {"created", "updated"} and isinstance(item, str):
                 assert TIMESTAMP_PATTERN.match(item), f"{key}: {item!r}"
                 continue
+            if key == "etag" and isinstance(item, str):
+                assert ETAG_PATTERN.match(item), f"{key}: {item!r}"
+                continue
             kept[key] = without_times(item)
         return kept
     if isinstance(value, list):
         return [without_times(item) for item in value]
     return value
+
+
+def etag_differences(documented: Any, actual: Any) -> list[str]:
+    """Each etag the cookbook shows (lists of flows may leave it out) that is not the one
+    printed at the same place."""
+    if isinstance(documented, dict) and isinstance(actual, dict):
+        found = []
+        if "etag" in documented and documented["etag"] != actual.get("etag"):
+            found.append(f"etag {documented['etag']!r}, printed {actual.get('etag')!r}")
+        for key in documented.keys() & actual.keys():
+            found += etag_differences(documented[key], actual[key])
+        return found
+    if isinstance(documented, list) and isinstance(actual, list):
+        return [
+            d for pair in zip(documented, actual, strict=False) for d in etag_differences(*pair)
+        ]
+    return []
 
 
 def check_json(documented: str, printed: str, ids: Ids) -> str | None:
@@ -823,12 +893,15 @@ def check_json(documented: str, printed: str, ids: Ids) -> str | None:
     except json.JSONDecodeError:
         return f"printed no JSON:\n{printed}"
     ids.bind(json.loads(documented), actual)
-    expected = without_times(json.loads(ids.apply(documented)))
+    shown = json.loads(ids.apply(documented))
+    expected = without_times(shown)
     if expected != without_times(actual):
         return (
             f"documented:\n{json.dumps(expected, indent=2)}\n"
             f"printed:\n{json.dumps(without_times(actual), indent=2)}"
         )
+    if differences := etag_differences(shown, actual):
+        return "\n".join(differences)
     return None
 
 

@@ -141,6 +141,22 @@ async def test_the_node_client_scenario(
         "fields": ["id"],
     }
 
+    assert summary["batch"] == {
+        "created": [
+            ["node-batch-b", True],
+            ["node-etl", False],
+            ["node-batch-a", True],
+            ["node-batch-b", False],
+        ],
+        "got": ["node-etl", "node-batch-a", "node-batch-b", "node-batch-a"],
+        "missing": ["nope", "nope-2"],
+    }
+    assert summary["etag"] == {
+        "staleCode": grpc.StatusCode.ABORTED.value[0],
+        "staleReason": "ETAG_MISMATCH",
+        "malformed": ["etag"],
+    }
+
     # What Node wrote is what Python reads.
     etl = await client.read_flow(etl_id)
     assert (list(etl.tags), flow_labels(etl)) == (

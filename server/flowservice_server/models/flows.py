@@ -1,4 +1,5 @@
-"""Prefect's seven flow model functions, as Core statements over a connection.
+"""Prefect's seven flow model functions, as Core statements over a connection, and
+FlowService's batch and conditional (etag) writes.
 
 What each does is in docs/semantics.md#operations.
 
@@ -6,7 +7,8 @@ Plain functions of a connection, run as units of work by `db.engine.Database`:
 the caller owns the connection and its transaction; nothing here commits.
 Statements are built once and take their values as bound parameters, so
 SQLAlchemy compiles each shape once. Writes use RETURNING instead of
-read-then-write.
+read-then-write; a conditional write reads, then writes only WHERE what it read
+still holds (compare-and-set).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from flowservice_server.convert import epoch_parts, row_etag
 from flowservice_server.db.dialect import insert_ignoring_conflict
 from flowservice_server.db.tables import deployment, flow, flow_run, task_run, work_pool, work_queue
 
@@ -287,3 +290,168 @@ def delete_flow(connection: sa.Connection, flow_id: uuid.UUID) -> bool:
     """
     result = connection.execute(_DELETE, {"flow_id": flow_id})
     return result.rowcount == 1
+
+
+# --- batches -------------------------------------------------------------------------
+
+_BY_IDS = sa.select(*_COLUMNS).where(flow.c.id.in_(sa.bindparam("flow_ids", expanding=True)))
+_BY_NAMES = sa.select(*_COLUMNS).where(flow.c.name.in_(sa.bindparam("names", expanding=True)))
+#: Positions in a `_COLUMNS` row.
+_ID, _NAME = 0, 3
+#: Rounds of insert-then-read one batch create makes before giving up (see below).
+_CREATE_ROUNDS = 3
+
+
+def batch_read_flows(
+    connection: sa.Connection, *, flow_ids: Sequence[uuid.UUID], names: Sequence[str]
+) -> tuple[list[FlowRow | None], list[FlowRow | None]]:
+    """The rows of `flow_ids` and of `names`, each in the order given, None where missing.
+
+    One query per list (`IN`, each distinct value once), however many items.
+    """
+    by_id: dict[str, FlowRow] = {}
+    by_name: dict[str, FlowRow] = {}
+    if flow_ids:
+        distinct_ids = list(dict.fromkeys(flow_ids))
+        for row in connection.execute(_BY_IDS, {"flow_ids": distinct_ids}):
+            by_id[str(row[_ID]).lower()] = row
+    if names:
+        for row in connection.execute(_BY_NAMES, {"names": list(dict.fromkeys(names))}):
+            by_name[row[_NAME]] = row
+    return [by_id.get(str(i)) for i in flow_ids], [by_name.get(n) for n in names]
+
+
+def batch_create_flows(
+    connection: sa.Connection,
+    *,
+    new_flows: Sequence[tuple[str, list[str], dict[str, Any] | None]],
+) -> list[tuple[FlowRow, bool]]:
+    """Get-or-create each (name, tags, labels), in one transaction, answers in request order.
+
+    A name given twice makes one flow, from its first request; only that first
+    answer can say `created`. Existing names are read first, without writing.
+    The rest are inserted in one statement, sorted by name, with ON CONFLICT
+    (name) DO NOTHING RETURNING: two batches that share names take the name
+    index's locks in the same order, so neither fails on the other's insert
+    nor deadlocks with it, and whichever commits second finds the first's
+    rows. Those it did not insert are then read. A flow of the batch that
+    someone deletes between the insert and that read is inserted again (a
+    few rounds at most).
+    """
+    first: dict[str, tuple[list[str], dict[str, Any] | None]] = {}
+    for name, tags, labels in new_flows:
+        first.setdefault(name, (tags, labels))
+    rows = {row[_NAME]: row for row in connection.execute(_BY_NAMES, {"names": list(first)})}
+    inserted: set[str] = set()
+    insert = _insert_unless_named(connection.dialect.name)
+    for _ in range(_CREATE_ROUNDS):
+        missing = sorted(name for name in first if name not in rows)
+        if not missing:
+            break
+        now = datetime.now(UTC)
+        values = [
+            {
+                "id": uuid.uuid4(),
+                "created": now,
+                "updated": now,
+                "name": name,
+                "tags": first[name][0],
+                "labels": first[name][1],
+            }
+            for name in missing
+        ]
+        for row in connection.execute(insert, values):
+            rows[row[_NAME]] = row
+            inserted.add(row[_NAME])
+        others = [name for name in missing if name not in rows]
+        if others:
+            for row in connection.execute(_BY_NAMES, {"names": others}):
+                rows[row[_NAME]] = row
+    else:
+        if len(rows) < len(first):
+            raise RuntimeError("flows of the batch kept being deleted as they were created")
+    answers: list[tuple[FlowRow, bool]] = []
+    for name, _, _ in new_flows:
+        created = name in inserted
+        inserted.discard(name)  # a repeated name: only its first answer was created
+        answers.append((rows[name], created))
+    return answers
+
+
+# --- conditional writes (etags) --------------------------------------------------------
+
+
+class StaleFlowError(Exception):
+    """The flow is not as the given etag says; raised so that the unit of work rolls back."""
+
+
+#: The columns an etag derives from, as text in the database's own form, to write
+#: only if none has changed since they were read (compare-and-set).
+_GUARDED = (flow.c.updated, flow.c.name, flow.c.tags, flow.c.labels)
+_GUARD_TEXT = tuple(sa.cast(column, sa.Text()) for column in _GUARDED)
+_FOR_GUARDED_WRITE = sa.select(*_COLUMNS, *_GUARD_TEXT).where(flow.c.id == sa.bindparam("flow_id"))
+_UNCHANGED = sa.and_(
+    *(
+        text.is_not_distinct_from(sa.bindparam(f"was_{column.name}", type_=sa.Text()))
+        for column, text in zip(_GUARDED, _GUARD_TEXT, strict=True)
+    )
+)
+_TOUCH_IF_UNCHANGED = _TOUCH.where(_UNCHANGED)
+_SET_TAGS_IF_UNCHANGED = _SET_TAGS.where(_UNCHANGED)
+_DELETE_IF_UNCHANGED = _DELETE.where(_UNCHANGED)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _read_for_guarded_write(
+    connection: sa.Connection, flow_id: uuid.UUID, etag: str
+) -> tuple[Sequence[Any], dict[str, Any]] | None:
+    """The flow's row and its guard parameters; None when missing; StaleFlowError if stale."""
+    current = connection.execute(_FOR_GUARDED_WRITE, {"flow_id": flow_id}).one_or_none()
+    if current is None:
+        return None
+    row = current[: len(_COLUMNS)]
+    if row_etag(row) != etag:
+        raise StaleFlowError
+    guard_values = current[len(_COLUMNS) :]
+    guard = {f"was_{c.name}": value for c, value in zip(_GUARDED, guard_values, strict=True)}
+    return row, guard
+
+
+def update_flow_if_unchanged(
+    connection: sa.Connection, flow_id: uuid.UUID, *, tags: list[str] | None, etag: str
+) -> FlowRow | None:
+    """`update_flow`, only if the flow still has `etag`: StaleFlowError otherwise.
+
+    The row is read, its etag compared, and the UPDATE is made on condition
+    that the columns the etag derives from still hold what was read; a write
+    that came in between (committed first, or holding the row until it
+    commits) leaves it no row to update. The new `updated` is later than the
+    old, even if the clock is not, so that the etag changes.
+    """
+    found = _read_for_guarded_write(connection, flow_id, etag)
+    if found is None:
+        return None
+    row, guard = found
+    seconds, micros = epoch_parts(row[2])
+    was = _EPOCH + timedelta(seconds=seconds, microseconds=micros)
+    now = max(datetime.now(UTC), was + _ONE_MICROSECOND)
+    params: dict[str, Any] = {"flow_id": flow_id, "now": now, **guard}
+    if tags is not None:
+        params["tags"] = tags
+    statement = _TOUCH_IF_UNCHANGED if tags is None else _SET_TAGS_IF_UNCHANGED
+    updated = connection.execute(statement, params).one_or_none()
+    if updated is None:
+        raise StaleFlowError
+    return updated
+
+
+def delete_flow_if_unchanged(connection: sa.Connection, flow_id: uuid.UUID, *, etag: str) -> bool:
+    """`delete_flow`, only if the flow still has `etag`: StaleFlowError otherwise."""
+    found = _read_for_guarded_write(connection, flow_id, etag)
+    if found is None:
+        return False
+    _, guard = found
+    if connection.execute(_DELETE_IF_UNCHANGED, {"flow_id": flow_id, **guard}).rowcount != 1:
+        raise StaleFlowError
+    return True

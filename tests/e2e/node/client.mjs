@@ -146,18 +146,21 @@ const rpc = (method, request) =>
   });
 
 // The google.rpc.Status of a failed call, its details unpacked by type name:
-// {code, message, details: {BadRequest: {...}, ErrorInfo: {...}, ...}}.
+// {code, message, details: {BadRequest: {...}, ErrorInfo: {...}, ...}, resourceInfos: [...]}
+// (details keeps the last detail of each type; resourceInfos all ResourceInfos).
 const decodeStatus = (error) => {
   const [bytes] = error.metadata.get('grpc-status-details-bin');
   assert.ok(bytes, `no grpc-status-details-bin trailer on: ${error.message}`);
   const status = RPC_TYPES.lookupType('google.rpc.Status').decode(bytes);
   const details = {};
+  const resourceInfos = []; // a batch's NOT_FOUND has one per missing flow
   for (const { typeUrl, value } of status.details) {
     const name = typeUrl.slice(typeUrl.lastIndexOf('/') + 1); // type.googleapis.com/google.rpc.X
     const type = RPC_TYPES.lookupType(name);
     details[type.name] = type.toObject(type.decode(value), { defaults: true });
+    if (type.name === 'ResourceInfo') resourceInfos.push(details[type.name]);
   }
-  return { code: status.code, message: status.message, details };
+  return { code: status.code, message: status.message, details, resourceInfos };
 };
 
 // The call fails with gRPC status `code` and a matching google.rpc.Status.
@@ -350,6 +353,78 @@ const invalid = await expectError(
 );
 assert.deepEqual(violations(invalid), ['id']);
 summary.invalidId = { code: invalid.code, fields: violations(invalid) };
+
+// BatchCreateFlows: get-or-create each, answers in request order; a name
+// given twice is one flow, created once.
+const batch = await rpc('BatchCreateFlows', {
+  requests: [
+    { name: 'node-batch-b', tags: ['x'] },
+    { name: 'node-etl', tags: ['ignored'] },
+    { name: 'node-batch-a', labels: struct({ n: 1 }) },
+    { name: 'node-batch-b' },
+  ],
+});
+const answers = batch.responses.map((r) => [r.flow.name, r.created]);
+assert.deepEqual(answers, [
+  ['node-batch-b', true],
+  ['node-etl', false],
+  ['node-batch-a', true],
+  ['node-batch-b', false],
+]);
+assert.deepEqual(batch.responses[3].flow, batch.responses[0].flow);
+const batchB = batch.responses[0].flow;
+
+// BatchGetFlows: ids' flows in order, then names', repeats answered each time;
+// all or nothing, with a ResourceInfo per missing name.
+const got = await rpc('BatchGetFlows', {
+  ids: [etl.flow.id],
+  names: ['node-batch-a', 'node-batch-b', 'node-batch-a'],
+});
+assert.deepEqual(names(got), ['node-etl', 'node-batch-a', 'node-batch-b', 'node-batch-a']);
+assert.deepEqual(got.flows[2], batchB);
+const missing = await expectError(
+  rpc('BatchGetFlows', { names: ['node-batch-a', 'nope', 'nope-2'] }),
+  grpc.status.NOT_FOUND,
+);
+assert.deepEqual(
+  missing.resourceInfos.map((info) => info.resourceName),
+  ['nope', 'nope-2'],
+);
+assert.equal(missing.details.ErrorInfo.metadata.missing, '2');
+
+summary.batch = {
+  created: answers,
+  got: names(got),
+  missing: missing.resourceInfos.map((info) => info.resourceName),
+};
+
+// Etags: every flow has one; a conditional write with the current etag
+// succeeds and moves it, the old one is then stale (ABORTED, nothing written);
+// a value not shaped like an etag is INVALID_ARGUMENT naming `etag`.
+assert.match(batchB.etag, /^[A-Za-z0-9_-]{16}$/);
+const written = (await rpc('UpdateFlow', { id: batchB.id, tags: ['y'], etag: batchB.etag })).flow;
+assert.deepEqual(written.tags, ['y']);
+assert.notEqual(written.etag, batchB.etag);
+const stale = await expectError(
+  rpc('UpdateFlow', { id: batchB.id, tags: ['z'], etag: batchB.etag }),
+  grpc.status.ABORTED,
+);
+assert.equal(stale.details.ErrorInfo.reason, 'ETAG_MISMATCH');
+assert.deepEqual((await rpc('ReadFlow', { id: batchB.id })).flow, written);
+const malformed = await expectError(
+  rpc('DeleteFlow', { id: batchB.id, etag: 'not an etag' }),
+  grpc.status.INVALID_ARGUMENT,
+);
+assert.deepEqual(violations(malformed), ['etag']);
+await expectError(rpc('DeleteFlow', { id: batchB.id, etag: batchB.etag }), grpc.status.ABORTED);
+assert.deepEqual(await rpc('DeleteFlow', { id: batchB.id, etag: written.etag }), {});
+assert.deepEqual(await rpc('DeleteFlow', { id: batch.responses[2].flow.id }), {});
+
+summary.etag = {
+  staleCode: stale.code,
+  staleReason: stale.details.ErrorInfo.reason,
+  malformed: violations(malformed),
+};
 
 client.close();
 process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
