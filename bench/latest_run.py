@@ -121,6 +121,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the section from the last results"
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="an earlier run's results JSON (say, before a change): the section shows both",
+    )
+    parser.add_argument("--note", action="append", default=[], help="a line for the section")
     return parser.parse_args()
 
 
@@ -384,6 +390,32 @@ def targets(backends: dict[str, Any]) -> list[str]:
     return out
 
 
+def comparison(results: dict[str, Any], earlier: dict[str, Any]) -> list[str]:
+    """The latest-run rows of an earlier run next to this one's."""
+    version = next((line for line in earlier["lines"] if line.startswith("FlowService:")), "")
+    lines = [
+        f"Compared with an earlier run ({earlier['date']}; {version.split(';')[0]}):",
+        "",
+        "| database | operation | gRPC p50 ms then | now | SQL p50 ms then | now |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, backend in results["backends"].items():
+        then = earlier["backends"].get(name)
+        if then is None:
+            continue
+        for op in OPS:
+            if op["latest"]:
+                was, now = then, backend
+                cells = [
+                    _ms(was["grpc"][op["name"]]["p50_ms"]),
+                    _ms(now["grpc"][op["name"]]["p50_ms"]),
+                    _ms(was["sql"][op["name"]]["flowservice"]["p50_ms"]),
+                    _ms(now["sql"][op["name"]]["flowservice"]["p50_ms"]),
+                ]
+                lines.append(f"| {name} | {op['name']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def section(results: dict[str, Any]) -> str:
     lines = [
         f"<!-- bench:{SECTION}:start -->",
@@ -404,6 +436,8 @@ def section(results: dict[str, Any]) -> str:
     lines += [f"- {line}" for line in results["lines"]]
     for name, backend in results["backends"].items():
         lines += ["", f"### {name}", "", table(backend), ""]
+    if results.get("earlier"):
+        lines += comparison(results, results["earlier"])
     lines += ["### Targets", "", *targets(results["backends"])]
     lines += ["", "### The SQL and its plans", ""]
     for name, backend in results["backends"].items():
@@ -436,7 +470,11 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     saved = WORK / "results-latest-run.json"
     if args.report_only:
-        write_report(json.loads(saved.read_text()), args.out)
+        results = json.loads(saved.read_text())
+        results["lines"] += args.note
+        if args.compare:
+            results["earlier"] = json.loads(args.compare.read_text())
+        write_report(results, args.out)
         return
     args.flowservice_indexes = True  # run.add_flowservice_indexes reads it
     sizes = dataset.Sizes().scaled(args.scale)
@@ -473,9 +511,9 @@ def main() -> None:
             sql_answer = backend["sql"][op["name"]]["flowservice"]["answer"]
             assert grpc_answer == sql_answer, f"{name}, {op['name']}: gRPC and SQL disagree"
     lines += [
-        "indexes: `flowservice indexes add` (among them flow_run (flow_id, start_time, id) "
-        "for the latest run, and (state_type, flow_id) for 'any run FAILED'); PostgreSQL "
-        "then ANALYZE",
+        "indexes: `flowservice indexes add` (among them flow_run (flow_id, start_time, id, "
+        "state_type) for the latest run, and (state_type, flow_id) for 'any run FAILED'); "
+        "PostgreSQL then ANALYZE",
         f"gRPC: `flowservice serve --database-mode prefect --workers 1 --access-log false` "
         f"pinned to CPU {run.SERVER_CPU}; the client (sync stub, one channel) in this process "
         f"pinned to CPU {run.CLIENT_CPU}; {args.calls} sequential calls per operation after 2 "
@@ -489,6 +527,7 @@ def main() -> None:
         f"{time.perf_counter() - started:.0f} s; the machine's 2 cores are shared with other "
         "work",
     ]
+    lines += args.note
     command = ".venv/bin/python bench/latest_run.py " + shlex.join(sys.argv[1:])
     results = {
         "date": env["date"],
@@ -497,6 +536,8 @@ def main() -> None:
         "backends": backends,
     }
     saved.write_text(json.dumps(results, indent=1, default=str))
+    if args.compare:
+        results["earlier"] = json.loads(args.compare.read_text())
     write_report(results, args.out)
 
 
