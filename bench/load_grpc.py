@@ -28,7 +28,7 @@ from flowservice.v1 import flow_service_pb2_grpc
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-FILTERS = ("flows", "flow_runs", "task_runs", "deployments", "work_pools")
+FILTERS = ("flows", "flow_runs", "task_runs", "deployments", "work_pools", "latest_flow_run")
 OPERATORS = {"and_": "OPERATOR_AND", "or_": "OPERATOR_OR"}
 
 

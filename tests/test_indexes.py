@@ -24,7 +24,7 @@ OURS = {
     "sqlite": {
         "ix_flow_run__state_type_coalesce_start_time_flow_id",
         "ix_flow_run__state_type_flow_id",
-        "ix_flow_run__flow_id_start_time_id",
+        "ix_flow_run__flow_id_start_time_id_state_type",
     },
     "postgresql": {
         "ix_flow_run__state_type_coalesce_start_time_flow_id",
@@ -32,7 +32,7 @@ OURS = {
         "ix_flow__tags",
         "ix_flow_run__tags",
         "ix_deployment__tags",
-        "ix_flow_run__flow_id_start_time_id",
+        "ix_flow_run__flow_id_start_time_id_state_type",
     },
 }
 
@@ -92,6 +92,31 @@ async def test_add_twice_finds_nothing_to_do_and_drop_restores_prefects_schema(
     code, output = await flowservice_indexes("drop", prefect_url, tmp_path)
     assert code == 0, output
     assert f"dropped {len(OURS[backend])} index(es)" in output
+    assert _indexes(prefect_url) == prefects
+
+
+def _create(url: str, sql: str) -> None:
+    if url.startswith("sqlite"):
+        with sqlite3.connect(str(sa.make_url(url).database)) as database:
+            database.execute(sql)
+    else:
+        run_sync(admin(url, sql))
+
+
+async def test_add_replaces_an_index_an_earlier_version_added(
+    backend: str, prefect_url: str, tmp_path: Path
+) -> None:
+    """0006 replaced 0005's latest-run index: `add` on a database that has the old one (from an
+    earlier `flowservice indexes add`) creates the new one and drops the old; `drop` drops it."""
+    prefects = _indexes(prefect_url)
+    retired = "ix_flow_run__flow_id_start_time_id"
+    _create(prefect_url, f"CREATE INDEX {retired} ON flow_run (flow_id, start_time, id)")
+    code, output = await flowservice_indexes("add", prefect_url, tmp_path)
+    assert code == 0, output
+    assert set(_indexes(prefect_url)) == set(prefects) | OURS[backend]
+    _create(prefect_url, f"CREATE INDEX {retired} ON flow_run (flow_id, start_time, id)")
+    code, output = await flowservice_indexes("drop", prefect_url, tmp_path)
+    assert code == 0, output
     assert _indexes(prefect_url) == prefects
 
 

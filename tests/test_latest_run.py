@@ -85,6 +85,9 @@ async def test_latest_run_combines_with_the_other_filters(client: FlowClient, se
     ]
     by_run_tag = {"tags": {"all": ["sandbox"]}, **FAILED}
     assert names(await client.read_flows(latest_flow_run=by_run_tag)) == ["sandbox"]
+    # A count with the latest-run filter alone starts from the runs meeting it.
+    assert await client.count_flows(latest_flow_run=by_run_tag) == 1
+    assert await client.count_flows(latest_flow_run=FAILED) == 2
     assert await client.count_flows(flows=prod, latest_flow_run=FAILED) == 1
 
 

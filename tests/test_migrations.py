@@ -15,7 +15,7 @@ from flowservice_server.config import DatabaseSettings
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, alembic_config
 
-HEAD = "0005"
+HEAD = "0006"
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -243,7 +243,7 @@ async def test_postgresql_servers_starting_together_migrate_once(scratch_postgre
     finally:
         for database in databases:
             await database.close()
-    assert version == "0005"
+    assert version == "0006"
 
 
 # --- without pg_trgm -----------------------------------------------------------------
@@ -291,11 +291,11 @@ async def test_postgresql_without_pg_trgm_migrates_logs_and_still_filters(
 # --- the schema is Prefect's -----------------------------------------------------------
 
 #: Tables outside the six: Prefect's foreign keys to them are left out.
-#: Indexes FlowService adds for its filters (migrations 0002 to 0005).
+#: Indexes FlowService adds for its filters (migrations 0002 to 0006).
 OUR_INDEXES = {
     "ix_flow_run__state_type_coalesce_start_time_flow_id",
     "ix_flow_run__state_type_flow_id",
-    "ix_flow_run__flow_id_start_time_id",
+    "ix_flow_run__flow_id_start_time_id_state_type",
     "ix_flow__tags",
     "ix_flow_run__tags",
     "ix_deployment__tags",

@@ -148,3 +148,16 @@ async def test_tag_filters_use_gin_indexes(
     plan = await plan_for(database_url, request_json)
     assert index in plan, plan
     assert f"Seq Scan on {table} " not in plan + " ", plan
+
+
+async def test_the_latest_runs_state_is_read_from_the_index(database_url: str) -> None:
+    """ "Latest run FAILED": one seek per flow in (flow_id, start_time, id, state_type), and on
+    SQLite that index entry alone answers (no read of the flow_run row; bench/RESULTS.md)."""
+    request = {"latest_flow_run": {"state": {"type": {"any": ["FAILED"]}}}}
+    plan = await plan_for(database_url, request)
+    index = "ix_flow_run__flow_id_start_time_id_state_type"
+    assert index in plan, plan
+    if database_url.startswith("sqlite"):
+        assert f"USING COVERING INDEX {index}" in plan, plan
+        assert "SCAN flow_run" not in plan, plan
+    assert "Seq Scan on flow_run" not in plan, plan

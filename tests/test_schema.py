@@ -22,12 +22,12 @@ PREFECT_SQLITE = Path(__file__).parent / "data" / "prefect-3.9.1" / "schema-sqli
 TABLES = ("flow", "flow_run", "task_run", "deployment", "work_queue", "work_pool")
 #: Tables outside the six; FlowService's schema has no foreign keys to them.
 OUTSIDE = {"flow_run_state", "block_document", "concurrency_limit_v2"}
-#: Indexes FlowService adds for its filters (migrations 0002, 0004 and 0005), and nothing else.
+#: Indexes FlowService adds for its filters (migrations 0002, 0004 and 0006), and nothing else.
 OUR_INDEXES = {
     "flow_run": {
         "ix_flow_run__state_type_coalesce_start_time_flow_id",
         "ix_flow_run__state_type_flow_id",
-        "ix_flow_run__flow_id_start_time_id",
+        "ix_flow_run__flow_id_start_time_id_state_type",
     }
 }
 

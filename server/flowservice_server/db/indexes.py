@@ -1,6 +1,6 @@
 """FlowService's own indexes, which a Prefect server's database gets only when asked.
 
-The managed schema gets them from its migrations (0002–0005). A database that
+The managed schema gets them from its migrations (0002–0006). A database that
 a Prefect server owns is never changed by `flowservice serve`; its operator
 adds the same indexes on purpose with `flowservice indexes add`, and can take
 them away with `flowservice indexes drop` (say, before a Prefect upgrade that
@@ -51,7 +51,19 @@ INDEXES = (
     ),
     # 0004: "flows with runs in state S": their flow ids, in order, from the index alone.
     Index("ix_flow_run__state_type_flow_id", "flow_run", "state_type, flow_id"),
-    # 0005: "flows whose latest run …": one seek per flow finds its latest run.
+    # 0006 (replacing 0005's): "flows whose latest run …": one seek per flow finds its latest
+    # run, and the entry alone answers a condition on its state.
+    Index(
+        "ix_flow_run__flow_id_start_time_id_state_type",
+        "flow_run",
+        "flow_id, start_time, id, state_type",
+    ),
+)
+
+#: Indexes of earlier versions that a later one replaced: `add` drops them once their
+#: replacement exists, `drop` drops them too.
+RETIRED = (
+    # 0005, replaced by 0006's.
     Index("ix_flow_run__flow_id_start_time_id", "flow_run", "flow_id, start_time, id"),
 )
 
@@ -69,18 +81,23 @@ def existing_index_names(connection: sa.Connection) -> set[str]:
 
 
 def add_indexes(connection: sa.Connection) -> list[str]:
-    """Create every missing index (in the caller's transaction); the names created."""
+    """Create every missing index, then drop any RETIRED one it replaces (in the caller's
+    transaction); the names created."""
     present = existing_index_names(connection)
     missing = [i for i in indexes_for(connection.dialect.name) if i.name not in present]
     for index in missing:
         connection.exec_driver_sql(index.create_sql())
+    for index in RETIRED:
+        if index.name in present and connection.dialect.name in index.dialects:
+            connection.exec_driver_sql(index.drop_sql())
     return [index.name for index in missing]
 
 
 def drop_indexes(connection: sa.Connection) -> list[str]:
     """Drop those of these indexes that exist (in the caller's transaction); the names dropped."""
     present = existing_index_names(connection)
-    found = [i for i in indexes_for(connection.dialect.name) if i.name in present]
+    ours = (*indexes_for(connection.dialect.name), *RETIRED)
+    found = [i for i in ours if i.name in present]
     for index in found:
         connection.exec_driver_sql(index.drop_sql())
     return [index.name for index in found]
