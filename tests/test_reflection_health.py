@@ -51,6 +51,7 @@ async def test_reflection_lists_the_services_and_describes_flowservice(
         "StreamFlows",
         "BatchGetFlows",
         "BatchCreateFlows",
+        "WatchFlows",
     ]
 
 

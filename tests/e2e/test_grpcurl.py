@@ -188,6 +188,7 @@ async def test_describe_the_service_lists_every_rpc(any_backend_server: RunningS
         [
             *((name, f"{name}Request", "", f"{name}Response") for name in unary),
             ("StreamFlows", "StreamFlowsRequest", "stream ", "StreamFlowsResponse"),
+            ("WatchFlows", "WatchFlowsRequest", "stream ", "WatchFlowsResponse"),
         ]
     )
 
@@ -886,14 +887,25 @@ def etag_differences(documented: Any, actual: Any) -> list[str]:
     return []
 
 
+def json_documents(text: str) -> Any:
+    """The JSON value in `text`, or the list of them when a stream printed several."""
+    decoder = json.JSONDecoder()
+    values, position, text = [], 0, text.strip()
+    while position < len(text):
+        value, end = decoder.raw_decode(text, position)
+        values.append(value)
+        position = len(text) - len(text[end:].lstrip())
+    return values[0] if len(values) == 1 else values
+
+
 def check_json(documented: str, printed: str, ids: Ids) -> str | None:
     """None if the printed JSON is the documented JSON (times aside), else the difference."""
     try:
-        actual = json.loads(printed)
+        actual = json_documents(printed)
     except json.JSONDecodeError:
         return f"printed no JSON:\n{printed}"
-    ids.bind(json.loads(documented), actual)
-    shown = json.loads(ids.apply(documented))
+    ids.bind(json_documents(documented), actual)
+    shown = json_documents(ids.apply(documented))
     expected = without_times(shown)
     if expected != without_times(actual):
         return (
@@ -926,7 +938,7 @@ async def check_example(example: Example, port: int, ids: Ids) -> str | None:
         return None if result.code == 0 else f"failed: {result}"
     documented = ids.apply(output.text)
     if output.info == "json":
-        status = json.loads(documented)
+        status = json_documents(documented)
         if "-format-error" in argv and isinstance(status, dict) and status.get("code"):
             wanted, printed = RPC_ERROR_EXIT_BASE + status["code"], result.stderr
         else:
