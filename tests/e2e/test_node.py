@@ -117,6 +117,15 @@ async def test_the_node_client_scenario(
         "limit2": ["py-late-b", "py-late-a"],
         "badElement": ["flows.id.any[1]"],
     }
+    every_name_desc = ["py-late-b", "py-late-a", "py-early", "node-plain", "node-etl"]
+    assert summary["lists"] == {
+        "walked": every_name_desc,
+        "pages": 3,
+        "totalSize": "5",
+        "foreignToken": ["page_token"],
+        "batchSizes": [2, 2, 1],
+        "latestFailed": ["py-late-b"],
+    }
     assert summary["count"] == {"total": "5", "withRuns": "3"}
     assert summary["update"] == {
         "plainTags": ["from-node", "from-node"],

@@ -145,6 +145,17 @@ const rpc = (method, request) =>
     );
   });
 
+// A server-streaming call's responses, collected until the stream ends.
+const collect = (method, request) =>
+  new Promise((resolve, reject) => {
+    const deadline = new Date(Date.now() + DEADLINE_MS);
+    const responses = [];
+    const call = client[method](request, { deadline });
+    call.on('data', (response) => responses.push(response));
+    call.on('error', reject);
+    call.on('end', () => resolve(responses));
+  });
+
 // The google.rpc.Status of a failed call, its details unpacked by type name:
 // {code, message, details: {BadRequest: {...}, ErrorInfo: {...}, ...}, resourceInfos: [...]}
 // (details keeps the last detail of each type; resourceInfos all ResourceInfos).
@@ -279,6 +290,51 @@ const badElement = await expectError(
   grpc.status.INVALID_ARGUMENT,
 );
 assert.deepEqual(violations(badElement), ['flows.id.any[1]']);
+
+// Page tokens: each page names the next; the walk visits every flow once,
+// in order, and `totalSize` (int64, a string) counts them all.
+const walked = [];
+let pageToken = '';
+let pages = 0;
+let totalSize;
+do {
+  const page = await rpc('ReadFlows', {
+    sort: 'FLOW_SORT_NAME_DESC',
+    limit: 2,
+    pageToken,
+    includeTotalSize: true,
+  });
+  walked.push(...names(page));
+  totalSize = page.totalSize;
+  pageToken = page.nextPageToken;
+  pages += 1;
+} while (pageToken);
+assert.deepEqual(walked, everyName);
+assert.equal(totalSize, '5');
+const foreignToken = await expectError(
+  rpc('ReadFlows', { limit: 2, pageToken: (await rpc('ReadFlows', { limit: 2 })).nextPageToken, sort: 'FLOW_SORT_NAME_DESC' }),
+  grpc.status.INVALID_ARGUMENT,
+);
+assert.deepEqual(violations(foreignToken), ['page_token']);
+
+// StreamFlows: every flow, `batchSize` per response, in sort order.
+const batches = await collect('StreamFlows', { sort: 'FLOW_SORT_NAME_DESC', batchSize: 2 });
+assert.deepEqual(batches.map((response) => response.flows.length), [2, 2, 1]);
+assert.deepEqual(batches.flatMap(names), everyName);
+
+// latestFlowRun: each seeded flow has one run, so its latest run is that run.
+const failed = { state: { type: { any: anyOf('FAILED') } } };
+const latestFailed = names(await rpc('ReadFlows', { latestFlowRun: failed }));
+assert.deepEqual(latestFailed, names(await rpc('ReadFlows', { flowRuns: failed })));
+
+summary.lists = {
+  walked,
+  pages,
+  totalSize,
+  foreignToken: violations(foreignToken),
+  batchSizes: batches.map((response) => response.flows.length),
+  latestFailed,
+};
 
 summary.readFlows = {
   sinceLateA: names(sinceLateA),
