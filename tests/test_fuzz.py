@@ -54,6 +54,8 @@ TABLES = (task_run, flow_run, deployment, work_queue, work_pool, flow)
 NEVER = frozenset(
     {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
+#: How long a WatchFlows call is read before its deadline ends it.
+WATCH_READ = 0.5
 CALL_TIMEOUT = 20.0
 #: The server's default limit; only a larger request may be RESOURCE_EXHAUSTED.
 MAX_REQUEST_BYTES = GrpcSettings().max_receive_message_size
@@ -154,18 +156,34 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 async def outcome(
     channel: grpc.aio.Channel, method: MethodDescriptor, request: bytes
 ) -> RpcError | None:
-    """Send the bytes as the method's request: the error, or None for a proper response."""
-    stub: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-        f"/{SERVICE.full_name}/{method.name}", request_serializer=None, response_deserializer=None
-    )
+    """Send the bytes as the method's request: the error, or None for proper responses.
+
+    A stream is read to its end; a watch never ends by itself, so it is read
+    for a moment, and its deadline passing then is the proper end.
+    """
+    path = f"/{SERVICE.full_name}/{method.name}"
+    watching = method.name == "WatchFlows"
+    responses: list[bytes] = []
     try:
-        response = await stub(request, timeout=CALL_TIMEOUT)
+        if method.server_streaming:
+            stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+                path, request_serializer=None, response_deserializer=None
+            )
+            call = stream(request, timeout=WATCH_READ if watching else CALL_TIMEOUT)
+            responses = [response async for response in call]
+        else:
+            unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                path, request_serializer=None, response_deserializer=None
+            )
+            responses = [await unary(request, timeout=CALL_TIMEOUT)]
     except grpc.aio.AioRpcError as failed:
-        error = from_failed_call(failed)
-        event(f"{method.name}: {error.code.name}")  # see --hypothesis-show-statistics
-        return error
+        if not (watching and failed.code() == grpc.StatusCode.DEADLINE_EXCEEDED):
+            error = from_failed_call(failed)
+            event(f"{method.name}: {error.code.name}")  # see --hypothesis-show-statistics
+            return error
     event(f"{method.name}: OK")
-    GetMessageClass(method.output_type).FromString(response)  # a response of its type
+    for response in responses:
+        GetMessageClass(method.output_type).FromString(response)  # a response of its type
     return None
 
 
