@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowservice.v1 import flow_service_pb2
+from flowservice_server.changefeed import ResumePosition, decode_resume_token
 from flowservice_server.errors import Violations, quoted
-from flowservice_server.filters import flow_filters
+from flowservice_server.filters import compile_filter, flow_filters
 from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
 from flowservice_server.sorting import ORDER_BY
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     import sqlalchemy as sa
 
-    from flowservice_server.models.flows import FlowFilters
+    from flowservice_server.models.flows import Clause, FlowFilters
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -146,3 +147,32 @@ def _sort_names() -> str:
     return ", ".join(
         value.name for value in flow_service_pb2.FlowSort.DESCRIPTOR.values if value.number
     )
+
+
+# --- WatchFlows ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchQuery:
+    #: The FlowFilter, compiled on the flow table; None: every flow.
+    flows: Clause | None
+    #: Where to continue, from `resume_token`; None: from now (or the initial state).
+    resume: ResumePosition | None
+    send_initial_state: bool
+
+
+def watch_flows(request: flow_service_pb2.WatchFlowsRequest) -> WatchQuery:
+    violations = Violations()
+    flows = None
+    if request.HasField("flows"):
+        flows = compile_filter(request.flows, "flows", violations)
+    resume = None
+    if request.resume_token:
+        try:
+            resume = decode_resume_token(request.resume_token)
+        except ValueError as error:
+            violations.add("resume_token", str(error))
+    if request.resume_token and request.send_initial_state:
+        violations.add("send_initial_state", "cannot be combined with resume_token")
+    violations.raise_if_any()
+    return WatchQuery(flows=flows, resume=resume, send_initial_state=request.send_initial_state)
