@@ -13,7 +13,7 @@ from flowservice.errors import from_failed_call
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2, flow_service_pb2_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncGenerator, Sequence
     from types import TracebackType
 
     from flowservice._shared import FilterArg, Labels
@@ -158,7 +158,7 @@ class FlowClient:
         send_initial_state: bool = False,
         relist_on_expiry: bool = False,
         max_reconnects: int = 10,
-    ) -> AsyncIterator[flow_service_pb2.WatchFlowsResponse]:
+    ) -> AsyncGenerator[flow_service_pb2.WatchFlowsResponse, None]:
         """Every change to flows, as it is committed, until the caller stops iterating.
 
         `flows` filters the changes (a created or updated flow as it is after

@@ -265,7 +265,9 @@ def prune(
     """Delete up to `batch` of the oldest changes past retention; how many were deleted.
 
     Past retention: changed before `older_than` (epoch seconds), or not among
-    the newest `keep`. `pruned_through` moves up in the same transaction.
+    the newest `keep`. The newest change is always kept, so that SQLite never
+    hands out its number again. `pruned_through` moves up in the same
+    transaction.
     """
     if not schema.is_installed(connection):
         return 0
@@ -284,9 +286,10 @@ def prune(
             boundaries.append(int(found))
     if not boundaries:
         return 0
+    newest = sa.select(sa.func.max(change.c.seq)).scalar_subquery()
     oldest = (
         sa.select(change.c.seq)
-        .where(change.c.seq <= max(boundaries))
+        .where(change.c.seq <= max(boundaries), change.c.seq < newest)
         .order_by(change.c.seq)
         .limit(batch)
         .subquery()

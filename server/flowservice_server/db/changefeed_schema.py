@@ -12,9 +12,11 @@ table's names and types so that the FlowFilter compiler applies to them as is.
 Order. `seq` orders the changes, and a reader advances past a `seq` only once
 nothing below it can still commit:
 
-* SQLite has one writer at a time, so AUTOINCREMENT order is commit order
-  (AUTOINCREMENT, not a bare rowid, so that a number is never used twice,
-  even after pruning has emptied the table).
+* SQLite has one writer at a time, so rowid order is commit order. A rowid
+  is the largest one plus one, so a number could come back only if the
+  newest row were deleted: pruning always keeps the newest row. (Not
+  AUTOINCREMENT: its `sqlite_sequence` table could never be dropped again
+  from a Prefect database.)
 * PostgreSQL assigns identity values before commit, so two writers could
   commit out of `seq` order and a reader that moved past a gap would miss the
   late one. A BEFORE STATEMENT trigger therefore takes a transaction-level
@@ -80,7 +82,7 @@ def _sqlite_trigger(name: str, event: str, kind: str, row: str) -> str:
 def sqlite_ddl() -> list[str]:
     return [
         f"""CREATE TABLE {CHANGE_TABLE} (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            seq INTEGER PRIMARY KEY,
             kind VARCHAR NOT NULL,
             id CHAR(36) NOT NULL,
             created DATETIME NOT NULL,
