@@ -80,14 +80,24 @@ def test_both_clients_have_the_same_public_methods() -> None:
 @pytest.mark.parametrize("name", sorted(_public(FlowClient)))
 def test_each_method_has_the_same_signature_and_docstring(name: str) -> None:
     asynchronous, blocking = getattr(FlowClient, name), getattr(FlowClientSync, name)
-    assert inspect.iscoroutinefunction(asynchronous)
-    assert not inspect.iscoroutinefunction(blocking)
-    assert _parameters(asynchronous) == _parameters(blocking)
-    # An `async def` is annotated with what awaiting it gives, so the two must be equal.
-    assert (
-        inspect.signature(asynchronous).return_annotation
-        == inspect.signature(blocking).return_annotation
+    returns = (
+        inspect.signature(asynchronous).return_annotation,
+        inspect.signature(blocking).return_annotation,
     )
+    if inspect.isasyncgenfunction(asynchronous):  # a stream: an async and a plain generator
+        assert inspect.isgeneratorfunction(blocking)
+        # They yield the same: AsyncGenerator[X, None] and Generator[X, None, None].
+        assert returns[0].startswith("AsyncGenerator[")
+        assert returns[1].startswith("Generator[")
+        assert (
+            returns[0].split("[", 1)[1].split(",")[0] == returns[1].split("[", 1)[1].split(",")[0]
+        )
+    else:
+        assert inspect.iscoroutinefunction(asynchronous)
+        assert not inspect.iscoroutinefunction(blocking)
+        # An `async def` is annotated with what awaiting it gives, so the two must be equal.
+        assert returns[0] == returns[1]
+    assert _parameters(asynchronous) == _parameters(blocking)
     assert inspect.getdoc(asynchronous) == inspect.getdoc(blocking)
 
 
