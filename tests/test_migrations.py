@@ -15,7 +15,7 @@ from flowservice_server.config import DatabaseSettings
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, alembic_config
 
-HEAD = "0006"
+HEAD = "0007"
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,6 +42,9 @@ async def test_migrating_an_empty_file_creates_the_six_tables(tmp_path: Path) ->
         "work_queue",
         "work_pool",
         "flowservice_alembic_version",
+        # WatchFlows' change capture (0007).
+        "flowservice_flow_change",
+        "flowservice_flow_change_state",
     }
     with sqlite3.connect(path) as connection:
         versions = connection.execute("SELECT version_num FROM flowservice_alembic_version")

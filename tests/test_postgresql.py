@@ -243,7 +243,7 @@ async def test_postgresql_servers_starting_together_migrate_once(scratch_postgre
     finally:
         for database in databases:
             await database.close()
-    assert version == "0006"
+    assert version == "0007"
 
 
 # --- without pg_trgm -----------------------------------------------------------------

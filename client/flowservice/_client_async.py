@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -296,3 +297,54 @@ class FlowClient:
         request = _shared.batch_create_flows_request(requests)
         response = await self._call(self._stub.BatchCreateFlows, request)
         return [(answer.flow, answer.created) for answer in response.responses]
+
+    # --- WatchFlows ---------------------------------------------------------------------
+
+    async def watch_flows(
+        self,
+        *,
+        flows: FilterArg[filters_pb2.FlowFilter] = None,
+        resume_token: str = "",
+        send_initial_state: bool = False,
+        relist_on_expiry: bool = False,
+        max_reconnects: int = 10,
+    ) -> AsyncGenerator[flow_service_pb2.WatchFlowsResponse, None]:
+        """Every change to flows, as it is committed, until the caller stops iterating.
+
+        `flows` filters the changes (a created or updated flow as it is after
+        the change, a deleted one as it was). With `send_initial_state`, the
+        matching flows as they are come first (`existing`), then
+        `initial_state_done`, then the changes, with no gap and no duplicate.
+        `resume_token` continues after the response that carried it.
+
+        The watch survives servers going away: on UNAVAILABLE (a server
+        shutting down, a lost connection) it calls again with the last
+        response's token, on any server behind the target, up to
+        `max_reconnects` times in a row, and the caller sees every change
+        exactly once. A cut during the initial state starts it over (the
+        `existing` responses come again). When the server no longer keeps the
+        history after the token (FAILED_PRECONDITION, reason
+        RESUME_TOKEN_EXPIRED), `relist_on_expiry` starts over with the
+        initial state: the caller gets `existing` responses again and must
+        replace what it knows with them once `initial_state_done` arrives;
+        without it, that `RpcError` ends the iteration. Every other error
+        ends it too. No call deadline applies to a watch.
+        """
+        resumer = _shared.WatchResumer(
+            flows, resume_token, send_initial_state, relist_on_expiry, max_reconnects
+        )
+        while True:
+            call = self._stub.WatchFlows(resumer.request(), metadata=self._metadata)
+            try:
+                async for response in call:
+                    resumer.seen(response)
+                    yield response
+                return
+            except grpc.aio.AioRpcError as failed:
+                error = from_failed_call(failed)
+                delay = resumer.retry_delay(error)
+                if delay is None:
+                    raise error from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(delay)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
+import grpc
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2
+
+if TYPE_CHECKING:
+    from flowservice.errors import RpcError
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 SERVICE_NAME = "flowservice.v1.FlowService"
@@ -201,3 +205,65 @@ def batch_create_flows_request(
             labels: Labels | None = item[2] if len(item) > 2 else None
             batch.requests.append(create_flow_request(item[0], tags, labels))
     return batch
+
+
+# --- watch_flows ----------------------------------------------------------------------
+
+#: The ErrorInfo reason of a WatchFlows call whose history is gone.
+EXPIRED_REASON = "RESUME_TOKEN_EXPIRED"
+
+
+class WatchResumer:
+    """What `watch_flows` of both clients asks for next, and whether a failure ends it.
+
+    It remembers the last resume token (only once the initial state is
+    complete: a watch cut off during it starts it over), reconnects after
+    UNAVAILABLE with a backoff, and after RESUME_TOKEN_EXPIRED either starts
+    over with the initial state (`relist_on_expiry`) or lets the error through.
+    """
+
+    def __init__(
+        self,
+        flows: FilterArg[filters_pb2.FlowFilter],
+        resume_token: str,
+        send_initial_state: bool,
+        relist_on_expiry: bool,
+        max_reconnects: int,
+    ) -> None:
+        self._flows = as_message(flows, filters_pb2.FlowFilter)
+        self._token = resume_token
+        self._initial = send_initial_state and not resume_token
+        self._in_initial_state = False
+        self._relist = relist_on_expiry
+        self._max_reconnects = max_reconnects
+        self._failures = 0
+
+    def request(self) -> flow_service_pb2.WatchFlowsRequest:
+        request = flow_service_pb2.WatchFlowsRequest(resume_token=self._token)
+        if self._flows is not None:
+            request.flows.CopyFrom(self._flows)
+        if self._initial and not self._token:
+            request.send_initial_state = True
+            self._in_initial_state = True
+        return request
+
+    def seen(self, response: flow_service_pb2.WatchFlowsResponse) -> None:
+        self._failures = 0
+        if response.WhichOneof("event") == "initial_state_done":
+            self._in_initial_state = False
+        if not self._in_initial_state:
+            self._token = response.resume_token
+
+    def retry_delay(self, error: RpcError) -> float | None:
+        """Seconds to wait before calling again, or None: the error ends the watch."""
+        reason = error.error_info.reason if error.error_info is not None else ""
+        if error.code == grpc.StatusCode.UNAVAILABLE and self._failures < self._max_reconnects:
+            self._failures += 1
+            if error.error_info is not None and not self._in_initial_state:
+                self._token = error.error_info.metadata.get("resume_token") or self._token
+            return float(min(0.05 * 2**self._failures, 2.0))
+        if reason == EXPIRED_REASON and self._relist:
+            self._token = ""
+            self._initial = True
+            return 0.0
+        return None

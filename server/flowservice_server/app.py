@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import observability, reflection, security
+from flowservice_server.changefeed import ChangeFeed
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
 from flowservice_server.interceptors import ErrorStatusInterceptor
@@ -65,6 +66,7 @@ class RunningServer:
     database: Database
     watcher: asyncio.Task[None]
     metrics_server: WSGIServer | None = None
+    changefeed: ChangeFeed | None = None
 
     @property
     def metrics_port(self) -> int | None:
@@ -74,6 +76,8 @@ class RunningServer:
         """Stop routing (NOT_SERVING), refuse new calls, drain the rest for `grace` s, close."""
         self.watcher.cancel()
         await self.health.enter_graceful_shutdown()
+        if self.changefeed is not None:  # watches never end by themselves: end them now
+            await self.changefeed.close()
         await self.server.stop(grace)
         await self.database.close()
         if self.metrics_server is not None:
@@ -147,8 +151,9 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
         server = grpc.aio.server(
             interceptors=chain, options=grpc_options(settings.grpc, reuse_port=reuse_port)
         )
+        changefeed = ChangeFeed.for_settings(database, settings, metrics)
         flow_service_pb2_grpc.add_FlowServiceServicer_to_server(
-            FlowServiceServicer(database), server
+            FlowServiceServicer(database, changefeed), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -166,7 +171,10 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
     watcher = asyncio.create_task(
         watch_database(database, health_servicer, settings.health_check_interval, metrics)
     )
-    return RunningServer(server, port, health_servicer, database, watcher, metrics_server)
+    changefeed.start()
+    return RunningServer(
+        server, port, health_servicer, database, watcher, metrics_server, changefeed
+    )
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:

@@ -9,6 +9,12 @@ import os
 from typing import TYPE_CHECKING
 
 from flowservice_server import app, config, observability, supervisor
+from flowservice_server.db.changefeed_schema import (
+    create_changefeed,
+    drop_changefeed,
+    installed_parts,
+    is_installed,
+)
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.indexes import add_indexes, drop_indexes
 from flowservice_server.db.migrate import refuse_managed_schema, take_migration_lock
@@ -55,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     indexes.add_argument("action", choices=("add", "drop"), help="add the missing ones, or drop")
     config.add_arguments(indexes, only={"database_url", "log_level"})
+    changefeed = commands.add_parser(
+        "changefeed",
+        help="enable or disable WatchFlows' change capture in a database a Prefect server owns",
+        description="Add (or drop) the change table and the triggers on Prefect's flow table "
+        "that WatchFlows reads, in a database that a Prefect 3 server created, which `serve "
+        "--database-mode prefect` never changes. Every flow write, Prefect's included, then "
+        "also writes one change row in its own transaction. Only FlowService's own table, "
+        "trigger and function names are created or dropped, in one transaction. A managed "
+        "database already has them from its migrations.",
+        allow_abbrev=False,
+    )
+    changefeed.add_argument("action", choices=("add", "drop"), help="add, or drop")
+    config.add_arguments(changefeed, only={"database_url", "log_level"})
     return parser
 
 
@@ -66,10 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.SettingsError as error:
         parser.error(str(error))
     observability.configure_logging(settings.log_level, settings.log_format)
-    doing = "cannot change indexes" if arguments.command == "indexes" else "cannot start"
+    doing = {
+        "indexes": "cannot change indexes",
+        "changefeed": "cannot change the change capture",
+    }.get(arguments.command, "cannot start")
     try:
         if arguments.command == "indexes":
             asyncio.run(change_indexes(settings, arguments.action))
+        elif arguments.command == "changefeed":
+            asyncio.run(change_changefeed(settings, arguments.action))
         elif settings.workers > 1:
             return supervisor.run(settings)
         else:
@@ -99,6 +123,36 @@ async def change_indexes(settings: config.Settings, action: str) -> None:
         "%s %d index(es) in %s%s",
         done,
         len(changed),
+        settings.database.url_for_logs,
+        f": {', '.join(changed)}" if changed else " (nothing to do)",
+    )
+
+
+async def change_changefeed(settings: config.Settings, action: str) -> None:
+    """`flowservice changefeed add|drop`: WatchFlows' change capture on a Prefect database."""
+    database = await open_database(settings.database, migrate=False)
+    changed: list[str] = []
+
+    def work(connection: sa.Connection) -> None:
+        take_migration_lock(connection)
+        refuse_managed_schema(connection, what="its change capture")
+        if action == "drop":
+            changed.extend(drop_changefeed(connection))
+        elif not is_installed(connection):
+            # Partly there (say, triggers lost to a rebuild of the flow table): start
+            # afresh, with a new feed id, since changes may have gone unrecorded.
+            drop_changefeed(connection)
+            create_changefeed(connection)
+            changed.extend(sorted(installed_parts(connection)))
+
+    try:
+        await database.maintain(work)
+    finally:
+        await database.close()
+    done = "added" if action == "add" else "dropped"
+    log.info(
+        "%s the change capture in %s%s",
+        done,
         settings.database.url_for_logs,
         f": {', '.join(changed)}" if changed else " (nothing to do)",
     )

@@ -271,6 +271,46 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class WatchSettings:
+    """WatchFlows: the change feed's history, delivery and limits (see README, "Watching flows")."""
+
+    retention: float = setting(
+        7 * 86400.0,
+        parse_seconds,
+        "seconds of change history kept for resuming watches (0: no time limit)",
+    )
+    retention_count: int = setting(
+        1_000_000,
+        parse_count,
+        "most changes kept for resuming watches (0: no count limit)",
+    )
+    prune_interval: float = setting(
+        60.0, parse_seconds, "seconds between prunings of history past retention"
+    )
+    prune_batch: int = setting(
+        1000, parse_positive_count, "most changes one pruning transaction deletes"
+    )
+    bookmark_interval: float = setting(
+        30.0, parse_seconds, "seconds after which an idle watch gets a bookmark (a fresh token)"
+    )
+    max_watchers: int = setting(
+        1000,
+        parse_positive_count,
+        "WatchFlows calls open at once per process (more: RESOURCE_EXHAUSTED)",
+    )
+    poll_interval: float = setting(
+        0.05,
+        parse_seconds,
+        "seconds between reads of new changes on SQLite (and on PostgreSQL while LISTEN is down)",
+    )
+    safety_poll_interval: float = setting(
+        1.0,
+        parse_seconds,
+        "PostgreSQL: seconds between reads of new changes when no notification came",
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything `flowservice serve` can be told."""
 
@@ -314,6 +354,7 @@ class Settings:
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
 
 
 # --- flags and variables ------------------------------------------------------------

@@ -128,6 +128,29 @@ class UnauthenticatedError(FlowServiceError):
     """The call carries no accepted credentials."""
 
 
+# --- WatchFlows' errors ------------------------------------------------------------
+
+
+class ChangeFeedDisabledError(FlowServiceError):
+    """The database has no change capture (a Prefect database without `changefeed add`)."""
+
+
+class ResumeTokenExpiredError(FlowServiceError):
+    """The resume token is older than the history the server keeps, or from another feed."""
+
+
+class TooManyWatchersError(FlowServiceError):
+    """This process already serves as many WatchFlows calls as it allows."""
+
+
+class WatchEndedError(FlowServiceError):
+    """The server is shutting down: the watch ends; resume elsewhere with `resume_token`."""
+
+    def __init__(self, resume_token: str) -> None:
+        self.resume_token = resume_token
+        super().__init__("the server is shutting down; resume the watch on another server")
+
+
 class Violations:
     """Collects field violations so that one response can report all of them."""
 
@@ -280,6 +303,35 @@ def _deadline_exceeded(error: BaseException) -> Outcome:
     )
 
 
+def _changefeed_disabled(error: BaseException) -> Outcome:
+    return Outcome(grpc.StatusCode.FAILED_PRECONDITION, "CHANGEFEED_DISABLED", str(error))
+
+
+def _resume_token_expired(error: BaseException) -> Outcome:
+    return Outcome(grpc.StatusCode.FAILED_PRECONDITION, "RESUME_TOKEN_EXPIRED", str(error))
+
+
+def _too_many_watchers(error: BaseException) -> Outcome:
+    return Outcome(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "TOO_MANY_WATCHERS",
+        str(error),
+        (error_details_pb2.RetryInfo(retry_delay=RETRY_DELAY),),
+    )
+
+
+def _watch_ended(error: BaseException) -> Outcome:
+    assert isinstance(error, WatchEndedError)
+    metadata = (("resume_token", error.resume_token),) if error.resume_token else ()
+    return Outcome(
+        grpc.StatusCode.UNAVAILABLE,
+        "SERVER_SHUTTING_DOWN",
+        str(error),
+        (error_details_pb2.RetryInfo(retry_delay=RETRY_DELAY),),
+        metadata,
+    )
+
+
 def _internal(error: BaseException) -> Outcome:
     incident = uuid.uuid4().hex[:12]
     log.error("internal error, incident %s", incident, exc_info=error)
@@ -300,6 +352,10 @@ OUTCOME_RULES: list[tuple[Callable[[BaseException], bool], Callable[[BaseExcepti
     (lambda e: isinstance(e, MalformedRequestError), _malformed),
     (lambda e: isinstance(e, UnauthenticatedError), _unauthenticated),
     (lambda e: isinstance(e, NotImplementedError), _unimplemented),
+    (lambda e: isinstance(e, ChangeFeedDisabledError), _changefeed_disabled),
+    (lambda e: isinstance(e, ResumeTokenExpiredError), _resume_token_expired),
+    (lambda e: isinstance(e, TooManyWatchersError), _too_many_watchers),
+    (lambda e: isinstance(e, WatchEndedError), _watch_ended),
     (lambda e: isinstance(e, TimeoutError | asyncio.TimeoutError), _deadline_exceeded),
     (lambda e: classify(e) is Failure.UNAVAILABLE, _unavailable),
     (lambda e: classify(e) is Failure.DEADLINE, _deadline_exceeded),

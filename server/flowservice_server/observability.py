@@ -80,7 +80,7 @@ def configure_logging(level: str, log_format: str) -> None:
 
 
 class Metrics:
-    """Per-method, per-status request counts and latencies, and database pool usage."""
+    """Per-method, per-status request counts and latencies, database pool usage, and watches."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -103,6 +103,25 @@ class Metrics:
             ["state"],
             registry=self.registry,
             multiprocess_mode="livesum",
+        )
+        # WatchFlows (changefeed.py).
+        self.watchers = Gauge(
+            "flowservice_watchers",
+            "WatchFlows calls open now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.watch_lag = Histogram(
+            "flowservice_watch_lag_seconds",
+            "Time from a flow change's commit to its WatchFlows event being handed to gRPC.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.watch_events = Counter(
+            "flowservice_watch_events",
+            "WatchFlows change events sent, by kind (created, updated, deleted).",
+            ["kind"],
+            registry=self.registry,
         )
 
     def observe(self, method: str, code: str, seconds: float) -> None:

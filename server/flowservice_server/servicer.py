@@ -26,6 +26,7 @@ from flowservice_server.models import flows
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
 
+    from flowservice_server.changefeed import ChangeFeed
     from flowservice_server.db.engine import Database
     from flowservice_server.models.flows import FlowRow
 
@@ -34,8 +35,9 @@ FLOW_RESOURCE = "flowservice.v1.Flow"
 
 
 class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, changefeed: ChangeFeed | None = None) -> None:
         self._database = database
+        self._changefeed = changefeed
 
     async def CreateFlow(
         self, request: flow_service_pb2.CreateFlowRequest, context: Context
@@ -148,6 +150,18 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         if not deleted:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
         return flow_service_pb2.DeleteFlowResponse()
+
+    # --- WatchFlows -------------------------------------------------------------------
+
+    async def WatchFlows(
+        self, request: flow_service_pb2.WatchFlowsRequest, context: Context
+    ) -> AsyncIterator[flow_service_pb2.WatchFlowsResponse]:
+        """The change feed (`changefeed.ChangeFeed`): until cancelled or the server stops."""
+        query = validate.watch_flows(request)
+        if self._changefeed is None:
+            raise NotImplementedError
+        async for response in self._changefeed.watch(query):
+            yield response
 
     # --- batches ---------------------------------------------------------------------
 

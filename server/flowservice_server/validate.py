@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowservice.v1 import flow_service_pb2
 from flowservice_server import page_tokens, sorting
+from flowservice_server.changefeed import ResumePosition, decode_resume_token
 from flowservice_server.errors import InvalidArgumentError, Violations, quoted
 from flowservice_server.etags import check_etag
-from flowservice_server.filters import flow_filters
+from flowservice_server.filters import compile_filter, flow_filters
 from flowservice_server.parsing import label_path, parse_flow_name, parse_label_value, parse_uuid
 from flowservice_server.sorting import ORDER_BY
 
@@ -317,3 +318,32 @@ def _optional_etag(value: str, violations: Violations) -> str:
     if not value:
         return ""
     return _checked(check_etag, value, "etag", violations) or ""
+
+
+# --- WatchFlows ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchQuery:
+    #: The FlowFilter, compiled on the flow table; None: every flow.
+    flows: Clause | None
+    #: Where to continue, from `resume_token`; None: from now (or the initial state).
+    resume: ResumePosition | None
+    send_initial_state: bool
+
+
+def watch_flows(request: flow_service_pb2.WatchFlowsRequest) -> WatchQuery:
+    violations = Violations()
+    flows = None
+    if request.HasField("flows"):
+        flows = compile_filter(request.flows, "flows", violations)
+    resume = None
+    if request.resume_token:
+        try:
+            resume = decode_resume_token(request.resume_token)
+        except ValueError as error:
+            violations.add("resume_token", str(error))
+    if request.resume_token and request.send_initial_state:
+        violations.add("send_initial_state", "cannot be combined with resume_token")
+    violations.raise_if_any()
+    return WatchQuery(flows=flows, resume=resume, send_initial_state=request.send_initial_state)

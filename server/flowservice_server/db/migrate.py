@@ -158,10 +158,10 @@ def check_ownership(connection: Connection) -> None:
         )
 
 
-def refuse_managed_schema(connection: Connection) -> None:
-    """Refuse to change the indexes of a managed database: its migrations own them."""
+def refuse_managed_schema(connection: Connection, what: str = "these indexes") -> None:
+    """Refuse to change the indexes (or `what`) of a managed database: its migrations own them."""
     if VERSION_TABLE in inspect(connection).get_table_names():
         raise ForeignSchemaError(
             f"this database is FlowService's own (it has the '{VERSION_TABLE}' table): its "
-            "migrations already create these indexes, and only they change its schema"
+            f"migrations already create {what}, and only they change its schema"
         )
