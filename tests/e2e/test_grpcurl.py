@@ -4,7 +4,9 @@ grpcurl is how most people first meet FlowService, so these tests pin what it
 shows them: reflection, JSON bodies and outputs, decoded error details and its
 exit codes. The last part runs every command of docs/grpcurl.md against a
 server seeded with the data the cookbook describes and compares the outputs
-it documents, so that the cookbook cannot drift from the server.
+it documents, so that the cookbook cannot drift from the server. A watch,
+which never ends by itself, is run with `-max-time` and checked on both
+streams: the responses it printed, then the DeadlineExceeded it ended with.
 
 grpcurl runs as a child process through `asyncio` only: the server shares the
 test's event loop, so a blocking `subprocess.run` would deadlock it.
@@ -46,6 +48,12 @@ CALL_TIMEOUT = 30.0
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TIMESTAMP_PATTERN = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 ETAG_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16}$")
+#: A WatchFlows resume token: 29 bytes (version, feed id, position, check), base64url.
+RESUME_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{39}$")
+#: A call that runs out of `-max-time` ends with DeadlineExceeded and one of two
+#: messages: grpc-go's own when its timer fires first, the server's when its
+#: deadline status arrives first.
+DEADLINE_MESSAGES = frozenset({"context deadline exceeded", "Deadline Exceeded"})
 
 
 # ---------------------------------------------------------------------------
@@ -665,12 +673,18 @@ class Block:
 
 @dataclass(frozen=True)
 class Example:
-    """One ```sh block and the output block that follows it, if any."""
+    """One ```sh block and the output block that follows it, if any.
+
+    A call that prints responses and then fails (a watch ended by `-max-time`)
+    shows its standard output in a ```json block and then its standard error
+    in a ```text block starting with `ERROR:`: that is `stderr`.
+    """
 
     line: int
     command: str
     argv: list[str]
     output: Block | None
+    stderr: Block | None = None
 
 
 def fenced_blocks(markdown: str) -> list[Block]:
@@ -722,22 +736,34 @@ def shell_words(command: str) -> list[str]:
 
 
 def cookbook_examples(markdown: str) -> list[Example]:
-    """Every ```sh block, with the ```json or ```text block right after it as its output."""
+    """Every ```sh block, with the ```json or ```text block right after it as its output
+    (and, after a ```json output, a ```text block starting with `ERROR:` as its stderr)."""
     blocks = fenced_blocks(markdown)
     lines = markdown.splitlines()
+
+    def right_after(index: int) -> Block | None:
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
+        if (
+            following is not None
+            and following.info in {"json", "text"}
+            and not "".join(lines[blocks[index].end : following.line - 1]).strip()
+        ):
+            return following
+        return None
+
     examples = []
     for index, block in enumerate(blocks):
         if block.info != "sh":
             continue
-        following = blocks[index + 1] if index + 1 < len(blocks) else None
-        output = None
-        if (
-            following is not None
-            and following.info in {"json", "text"}
-            and not "".join(lines[block.end : following.line - 1]).strip()
-        ):
-            output = following
-        examples.append(Example(block.line, block.text, shell_words(block.text), output))
+        output = right_after(index)
+        stderr = None
+        if output is not None and output.info == "json":
+            stderr = right_after(index + 1)
+            if stderr is not None and not (
+                stderr.info == "text" and stderr.text.startswith("ERROR:")
+            ):
+                stderr = None
+        examples.append(Example(block.line, block.text, shell_words(block.text), output, stderr))
     return examples
 
 
@@ -786,8 +812,22 @@ def test_the_cookbook_reader_pairs_commands_with_their_output() -> None:
     first, second = cookbook_examples(markdown)
     assert first.output is not None
     assert (first.line, first.output.text) == (1, "grpc.health.v1.Health")
+    assert first.stderr is None
     assert second.argv[-2:] == ["describe", "flowservice.v1.FlowService"]
     assert second.output is None
+
+
+def test_the_cookbook_reader_pairs_a_stream_with_its_stdout_and_stderr() -> None:
+    """A watch ended by -max-time: its responses, then the error grpcurl ends with."""
+    watch = ["```sh", "grpcurl -plaintext -max-time 1 127.0.0.1:50051 x/WatchFlows", "```", ""]
+    stdout = ["```json", "{}", "{}", "```", ""]
+    stderr = ["```text", "ERROR:", "  Code: DeadlineExceeded", "  Message: m", "```"]
+    (example,) = cookbook_examples("\n".join([*watch, *stdout, *stderr]))
+    assert example.output is not None
+    assert example.stderr is not None
+    assert (example.output.text, example.stderr.line) == ("{}\n{}", 10)
+    (json_only,) = cookbook_examples("\n".join([*watch, *stdout, "```text", "x", "```"]))
+    assert json_only.stderr is None
 
 
 # ---------------------------------------------------------------------------
@@ -817,6 +857,8 @@ class Ids:
                 self.bind(documented[key], actual[key])
             if "etag" in documented and documented.get("updated") != actual.get("updated"):
                 self.bind_etag(documented["etag"], actual.get("etag"))
+            if "resume_token" in documented:
+                self.bind_resume_token(documented["resume_token"], actual.get("resume_token"))
         elif isinstance(documented, list) and isinstance(actual, list):
             for pair in zip(documented, actual, strict=False):
                 self.bind(*pair)
@@ -837,6 +879,20 @@ class Ids:
             and isinstance(actual, str)
             and ETAG_PATTERN.match(documented)
             and ETAG_PATTERN.match(actual)
+            and documented not in self.bound
+            and actual not in self.bound.values()
+        ):
+            self.bound[documented] = actual
+
+    def bind_resume_token(self, documented: Any, actual: Any) -> None:
+        """A resume token names the server's change feed, made up when its database was:
+        the first one the cookbook shows in a place stands for the one printed there, and
+        so does every repeat of it (a repeat printed as another token is a difference)."""
+        if (
+            isinstance(documented, str)
+            and isinstance(actual, str)
+            and RESUME_TOKEN_PATTERN.match(documented)
+            and RESUME_TOKEN_PATTERN.match(actual)
             and documented not in self.bound
             and actual not in self.bound.values()
         ):
@@ -898,10 +954,26 @@ def json_documents(text: str) -> Any:
     return values[0] if len(values) == 1 else values
 
 
+def without_bookmarks(value: Any) -> Any:
+    """A watch's responses without its bookmarks. A bookmark comes whenever the watch has
+    been idle for the server's bookmark interval (30 s by default), so whether one falls
+    within an example's `-max-time` is timing, not behaviour: the cookbook shows none."""
+    if is_bookmark(value):
+        return []
+    if not isinstance(value, list):
+        return value
+    kept = [item for item in value if not is_bookmark(item)]
+    return kept[0] if len(kept) == 1 else kept
+
+
+def is_bookmark(value: Any) -> bool:
+    return isinstance(value, dict) and value.keys() == {"resume_token", "bookmark"}
+
+
 def check_json(documented: str, printed: str, ids: Ids) -> str | None:
     """None if the printed JSON is the documented JSON (times aside), else the difference."""
     try:
-        actual = json_documents(printed)
+        actual = without_bookmarks(json_documents(printed))
     except json.JSONDecodeError:
         return f"printed no JSON:\n{printed}"
     ids.bind(json_documents(documented), actual)
@@ -921,6 +993,11 @@ def check_error_text(documented: str, printed: str, ids: Ids) -> str | None:
     expected, actual = parse_error_text(documented), parse_error_text(printed)
     ids.bind(expected.details, actual.details)
     expected = parse_error_text(ids.apply(documented))
+    if (
+        expected.code == actual.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        and {expected.message, actual.message} <= DEADLINE_MESSAGES
+    ):
+        actual = ErrorText(actual.code, expected.message, actual.details)
     if expected != actual:
         return f"documented:\n{documented}\nprinted:\n{printed}"
     return None
@@ -937,6 +1014,13 @@ async def check_example(example: Example, port: int, ids: Ids) -> str | None:
     if output is None:
         return None if result.code == 0 else f"failed: {result}"
     documented = ids.apply(output.text)
+    if example.stderr is not None:  # responses on stdout, then the error that ended the call
+        wanted = exit_code(parse_error_text(example.stderr.text).code)
+        if result.code != wanted:
+            return f"exit code {result.code}, documented {wanted}: {result}"
+        return check_json(output.text, result.stdout, ids) or check_error_text(
+            example.stderr.text, result.stderr, ids
+        )
     if output.info == "json":
         status = json_documents(documented)
         if "-format-error" in argv and isinstance(status, dict) and status.get("code"):

@@ -3,7 +3,8 @@
 Why: the contract's well-known types (ListValue for `any`, Struct for labels,
 Timestamp bounds, FieldMask) must be usable from a dynamic, non-Python gRPC
 stack that loads the .proto files as they are. tests/e2e/node/client.mjs runs
-every RPC and asserts on each answer; this test seeds the flow runs it filters
+every RPC (WatchFlows too: list-then-watch, cancel, resume) and asserts on each
+answer; this test seeds the flow runs it filters
 on (FlowService has no RPC that writes them), checks its JSON summary and then
 reads the final state back through the Python client.
 """
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 NODE_DIR = Path(__file__).parent / "node"
 NODE = shutil.which("node")
-#: Generous: the script makes ~25 calls, but CI machines are small and node starts cold.
+#: Generous: the script makes ~40 calls and two watches, but CI machines are small
+#: and node starts cold.
 NODE_TIMEOUT = 60.0
 
 pytestmark = [
@@ -164,6 +166,19 @@ async def test_the_node_client_scenario(
         "staleCode": grpc.StatusCode.ABORTED.value[0],
         "staleReason": "ETAG_MISMATCH",
         "malformed": ["etag"],
+    }
+
+    # WatchFlows: the flows as they were, then Node's own writes, once each and in
+    # order; the resumed watch gets the flow created while nobody watched, once.
+    assert summary["watch"] == {
+        "existing": ["node-etl", "node-plain", "py-late-a", "py-late-b"],
+        "changes": [
+            ["created", "node-watched", ["v"]],
+            ["updated", "node-watched", ["w"]],
+            ["deleted", "node-watched", ["w"]],
+        ],
+        "cancelledCode": grpc.StatusCode.CANCELLED.value[0],
+        "afterResume": [["created", "node-missed"], ["deleted", "node-missed"]],
     }
 
     # What Node wrote is what Python reads.

@@ -482,5 +482,112 @@ summary.etag = {
   malformed: violations(malformed),
 };
 
+// WatchFlows: a server stream that never ends by itself. `watch` reads it one
+// response at a time; the call has a deadline, so a read that waits for an
+// event that never comes fails with DEADLINE_EXCEEDED instead of hanging.
+// With oneofs: true, `event` names the field of the `event` oneof that is set
+// ('existing', 'created', ...); the oneof's other fields are null
+// (defaults: true). Bookmarks (a fresh token for an idle watch, every 30 s by
+// default) may come at any time and report no change, so they are skipped.
+const watch = (request) => {
+  const deadline = new Date(Date.now() + DEADLINE_MS);
+  const call = client.WatchFlows(request, { deadline });
+  const received = [];
+  const waiting = [];
+  let failure = null;
+  const settle = () => {
+    while (waiting.length && (received.length || failure)) {
+      const { resolve, reject } = waiting.shift();
+      if (received.length) resolve(received.shift());
+      else reject(failure);
+    }
+  };
+  call.on('data', (response) => {
+    if (response.event !== 'bookmark') received.push(response);
+    settle();
+  });
+  call.on('error', (error) => {
+    failure = error;
+    settle();
+  });
+  call.on('end', () => {
+    failure ??= new Error('WatchFlows ended, but a watch never ends by itself');
+    settle();
+  });
+  return {
+    // The next response: [event name, its value, the response].
+    next: () =>
+      new Promise((resolve, reject) => {
+        waiting.push({ resolve, reject });
+        settle();
+      }).then((response) => {
+        assert.ok(response.event, `no event in ${JSON.stringify(response)}`);
+        assert.match(response.resumeToken, /^[A-Za-z0-9_-]+$/);
+        return [response.event, response[response.event], response];
+      }),
+    // Cancel the call; resolves with the error it then ends with (CANCELLED).
+    cancel: () =>
+      new Promise((resolve) => {
+        if (failure) return resolve(failure);
+        call.on('error', resolve);
+        call.cancel();
+      }),
+  };
+};
+
+// List, then watch, in one call: every flow as it is (`existing`, by name),
+// then `initialStateDone`, all carrying the snapshot's token.
+const watcher = watch({ sendInitialState: true });
+const existing = [];
+let snapshot;
+for (;;) {
+  const [kind, flow, response] = await watcher.next();
+  snapshot ??= response.resumeToken;
+  assert.equal(response.resumeToken, snapshot, 'the initial state has one position');
+  if (kind === 'initialStateDone') break;
+  assert.equal(kind, 'existing', JSON.stringify(response));
+  existing.push(flow.name);
+}
+assert.deepEqual(existing, names(await rpc('ReadFlows', { sort: 'FLOW_SORT_NAME_ASC' })));
+
+// Then the changes as they commit: one event per write, in order, each with a
+// new token.
+const watched = (await rpc('CreateFlow', { name: 'node-watched', tags: ['v'] })).flow;
+const rewritten = (await rpc('UpdateFlow', { id: watched.id, tags: ['w'] })).flow;
+assert.deepEqual(await rpc('DeleteFlow', { id: watched.id }), {});
+const changes = [];
+let resumeToken = snapshot;
+for (const expected of ['created', 'updated', 'deleted']) {
+  const [kind, flow, response] = await watcher.next();
+  assert.equal(kind, expected, JSON.stringify(response));
+  assert.equal(flow.id, watched.id);
+  assert.notEqual(response.resumeToken, resumeToken);
+  resumeToken = response.resumeToken;
+  changes.push([kind, flow.name, flow.tags]);
+}
+assert.deepEqual(changes[0][2], watched.tags);
+assert.deepEqual(changes[1][2], rewritten.tags);
+const cancelled = await watcher.cancel();
+assert.equal(cancelled.code, grpc.status.CANCELLED, cancelled.message);
+
+// Resume with the last token: a flow created while nobody watched arrives,
+// once. It is deleted after the new watch has delivered its `created`, so
+// the next event must be that `deleted`: a repeated `created` (or an old
+// change) would come in between.
+const missed = (await rpc('CreateFlow', { name: 'node-missed' })).flow;
+const resumed = watch({ resumeToken });
+const afterResume = [await resumed.next()];
+assert.deepEqual(await rpc('DeleteFlow', { id: missed.id }), {});
+afterResume.push(await resumed.next());
+for (const [, flow] of afterResume) assert.equal(flow.id, missed.id);
+assert.equal((await resumed.cancel()).code, grpc.status.CANCELLED);
+
+summary.watch = {
+  existing,
+  changes,
+  cancelledCode: cancelled.code,
+  afterResume: afterResume.map(([kind, flow]) => [kind, flow.name]),
+};
+
 client.close();
 process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
