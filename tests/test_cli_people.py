@@ -18,6 +18,7 @@ import shlex
 import shutil
 import struct
 import subprocess
+import sys
 import termios
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from flowservice.client import FlowClient
+from flowservice_server.config import AuthSettings
 from tests.processes import FLOWSERVICE, environment
+from tests.test_security import TOKENS, Certificates, _serve, _tls
+from tests.test_security import certificates as certificates  # noqa: PLC0414  (the fixture)
 
 if TYPE_CHECKING:
     from flowservice_server.app import RunningServer
@@ -256,6 +260,46 @@ async def test_a_server_error_exits_1_saying_why(
     assert "Traceback" not in err
     code, _, err = await flowservice(server, "flows", "ls", "--tls-cert-file", "/nonexistent.pem")
     assert code == 2  # a certificate without its key
+
+
+async def test_tls_token_and_client_certificate_come_from_the_variables(
+    any_backend_url: str, certificates: Certificates
+) -> None:
+    running = await _serve(
+        any_backend_url, tls=_tls(certificates, mutual=True), auth=AuthSettings(tokens=TOKENS)
+    )
+    tls = {
+        "FLOWSERVICE_TLS_CA_FILE": str(certificates.ca),
+        "FLOWSERVICE_TLS_CERT_FILE": str(certificates.client_cert),
+        "FLOWSERVICE_TLS_KEY_FILE": str(certificates.client_key),
+    }
+    try:
+        code, out, err = await flowservice(
+            running, "flows", "count", env={**tls, "FLOWSERVICE_TOKEN": TOKENS[0]}
+        )
+        assert (code, out.strip()) == (0, "0"), err
+        code, _, err = await flowservice(running, "flows", "count", env=tls)
+        assert code == 1
+        assert "UNAUTHENTICATED" in err
+        code, out, err = await flowservice(
+            running, "flows", "count", "--token", TOKENS[1], env={**tls, "FLOWSERVICE_TOKEN": "x"}
+        )
+        assert code == 0, err  # the flag wins over its variable
+    finally:
+        await running.stop(grace=None)
+
+
+async def test_server_commands_without_the_server_say_what_to_install() -> None:
+    blocked = (
+        "import sys; sys.modules['flowservice_server'] = None; "
+        "from flowservice.cli import main; sys.exit(main(['serve']))"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", blocked, stderr=subprocess.PIPE, env=environment({})
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    assert "pip install flowservice-server" in err.decode()
 
 
 async def test_version_names_the_client_distribution() -> None:

@@ -180,7 +180,7 @@ def _delegate(argv: list[str]) -> int:
         sys.stderr.write(
             f"flowservice: `{argv[0]}` is part of the server: pip install flowservice-server\n"
         )
-        return USAGE
+        return ERROR
     code: int = server_cli.main(argv)
     return code
 
