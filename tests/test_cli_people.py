@@ -57,17 +57,32 @@ async def flowservice(
     return process.returncode, out.decode(), err.decode()
 
 
-async def on_terminal(server: RunningServer, columns: int, *args: str) -> tuple[int, list[str]]:
-    """Run the script on a pty `columns` wide: exit code and the screen's lines, colours removed."""
+async def on_terminal(
+    server: RunningServer, columns: int, *args: str, stdin: bytes | None = None
+) -> tuple[int, list[str]]:
+    """Run the script on a pty `columns` wide: exit code and the screen's lines, colours removed.
+
+    With `stdin`, standard input is a pipe holding it (stdout and stderr stay on the pty).
+    """
     leader, follower = os.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     env = {"FLOWSERVICE_TARGET": f"127.0.0.1:{server.port}", "TERM": "xterm-256color"}
     env_all = {k: v for k, v in environment(env).items() if k not in ("COLUMNS", "LINES")}
     env_all.pop("NO_COLOR", None)
     process = await asyncio.create_subprocess_exec(
-        FLOWSERVICE, *args, env=env_all, stdin=follower, stdout=follower, stderr=follower
+        FLOWSERVICE,
+        *args,
+        env=env_all,
+        stdin=follower if stdin is None else subprocess.PIPE,
+        stdout=follower,
+        stderr=follower,
     )
     os.close(follower)
+    if stdin is not None:
+        assert process.stdin is not None
+        process.stdin.write(stdin)
+        await process.stdin.drain()
+        process.stdin.close()
 
     def read_all() -> bytes:
         chunks: list[bytes] = []
@@ -385,3 +400,17 @@ async def test_a_long_listing_shows_progress_only_on_a_terminal(
     code, out, err = await flowservice(server, "flows", "ls", "--jsonl")
     assert len(out.splitlines()) == 600
     assert err == ""
+
+
+async def test_rm_of_many_from_stdin_shows_progress_on_a_terminal(
+    server: RunningServer, seed: Seeder
+) -> None:
+    ids = [str(await seed.flow(f"old-{number:04}", tags=["old"])) for number in range(520)]
+    await seed.flow("keep")
+    listed = "\n".join(ids).encode() + b"\n"
+    code, screen = await on_terminal(server, 100, "flows", "rm", "-", stdin=listed)
+    assert code == 0, screen
+    assert any("deleting flows" in line for line in screen)
+    assert screen[-1] == "deleted 520 flow(s)"
+    code, out, _ = await flowservice(server, "flows", "ls", "--jsonl")
+    assert [json.loads(line)["name"] for line in out.splitlines()] == ["keep"]

@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--set", action="store_true", help="replace all tags with TAG…")
 
     rm = verb("rm", "delete flows, with their runs and deployments", "delete")
-    rm.add_argument("flows", nargs="+", metavar="FLOW", help="an id or a name")
+    rm.add_argument(
+        "flows", nargs="+", metavar="FLOW", help="an id or a name; - reads them from stdin"
+    )
 
     watch = verb("watch", "print changes to flows as they happen (WatchFlows)")
     add_filter_flags(watch, flows_only=True)
@@ -319,10 +321,11 @@ def _tag(client: FlowClientSync, arguments: argparse.Namespace, output: Output) 
 
 
 def _rm(client: FlowClientSync, arguments: argparse.Namespace, output: Output) -> int:
+    refs = [ref for given in arguments.flows for ref in _refs(given)]
     missing: list[str] = []
     deleted = 0
-    with output.progress("deleting flows", len(arguments.flows)) as advance:
-        for ref in arguments.flows:
+    with output.progress("deleting flows", len(refs)) as advance:
+        for ref in refs:
             try:
                 flow = _resolve(client, ref)
                 client.delete_flow(flow.id)
@@ -339,6 +342,13 @@ def _rm(client: FlowClientSync, arguments: argparse.Namespace, output: Output) -
     for ref in missing:
         output.message(f"flowservice: no flow {ref!r}")
     return NOT_FOUND if missing else OK
+
+
+def _refs(given: str) -> list[str]:
+    """`-`: the ids and names on stdin, one a line (`… ls --jsonl | jq -r .id | … rm -`)."""
+    if given != "-":
+        return [given]
+    return [line.strip() for line in sys.stdin if line.strip()]
 
 
 def _watch(client: FlowClientSync, arguments: argparse.Namespace, output: Output) -> int:
