@@ -341,7 +341,9 @@ async def test_bash_completion_script_loads_and_completes() -> None:
         "COMP_WORDS=(flowservice flows l); COMP_CWORD=2; _flowservice_complete && "
         'echo "verbs: ${COMPREPLY[*]}" && '
         "COMP_WORDS=(flowservice flows ls --run-state F); COMP_CWORD=4; _flowservice_complete && "
-        'echo "states: ${COMPREPLY[*]}"'
+        'echo "states: ${COMPREPLY[*]}" && '
+        "COMP_WORDS=(flowservice serve --database-u); COMP_CWORD=2; _flowservice_complete && "
+        'echo "serve: ${COMPREPLY[*]}"'
     )
     process = await asyncio.create_subprocess_exec(
         "bash", "-c", check, stdout=subprocess.PIPE, env=environment({})
@@ -353,6 +355,7 @@ async def test_bash_completion_script_loads_and_completes() -> None:
     assert lines[0].endswith(" flowservice")
     assert lines[1] == "verbs: ls list"
     assert lines[2] == "states: FAILED"
+    assert lines[3] == "serve: --database-url"  # the server's own options, when installed
 
 
 # --- people: the table on a terminal ----------------------------------------------------------
@@ -400,6 +403,15 @@ async def test_a_long_listing_shows_progress_only_on_a_terminal(
     code, out, err = await flowservice(server, "flows", "ls", "--jsonl")
     assert len(out.splitlines()) == 600
     assert err == ""
+    process = await asyncio.create_subprocess_shell(
+        f"{shlex.quote(FLOWSERVICE)} flows ls --jsonl | head -n 1",
+        env=environment({"FLOWSERVICE_TARGET": f"127.0.0.1:{server.port}"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out_bytes, err_bytes = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert json.loads(out_bytes)["name"] == "bulk-0000"
+    assert err_bytes == b""  # a reader that stops early is no error
 
 
 async def test_rm_of_many_from_stdin_shows_progress_on_a_terminal(

@@ -34,9 +34,19 @@ def _words(parser: argparse.ArgumentParser) -> list[str]:
     return words
 
 
-def bash_script(parser: argparse.ArgumentParser, prog: str = "flowservice") -> str:
-    """The completion script: `source <(flowservice completion bash)`."""
+def bash_script(
+    parser: argparse.ArgumentParser,
+    prog: str = "flowservice",
+    grafted: argparse.ArgumentParser | None = None,
+) -> str:
+    """The completion script: `source <(flowservice completion bash)`.
+
+    `grafted`: another parser whose subcommands replace the same-named ones
+    (the server's `serve`, `indexes` and `changefeed`, with their options).
+    """
     commands = _commands(parser)
+    if grafted is not None:
+        commands.update((path, sub) for path, sub in _commands(grafted).items() if path)
     steps = [  # the words so far, then this one: the path to the next parser
         f"      {shlex.quote(' '.join(path[:-1]) + ':' + path[-1])})"
         f" path={shlex.quote(' '.join(path))} ;;"

@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(arguments_given)
     if arguments.command == "completion":
-        sys.stdout.write(bash_script(parser))
+        sys.stdout.write(bash_script(parser, grafted=_server_parser()))
         return OK
     output = Output(arguments.mode or "table")
     try:
@@ -168,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CODES.get(error.code, ERROR)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `flowservice flows ls | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # `flowservice flows ls | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return OK
 
 
@@ -185,6 +185,16 @@ def _delegate(argv: list[str]) -> int:
         return ERROR
     code: int = server_cli.main(argv)
     return code
+
+
+def _server_parser() -> argparse.ArgumentParser | None:
+    """The server's parser, for completing its commands' options; None without the server."""
+    try:
+        server_cli = importlib.import_module("flowservice_server.cli")
+    except ImportError:
+        return None
+    server_parser: argparse.ArgumentParser = server_cli.build_parser()
+    return server_parser
 
 
 def _setting(arguments: argparse.Namespace, name: str) -> str | None:
