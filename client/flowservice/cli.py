@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import inspect
 import os
 import sys
 import time
@@ -220,11 +221,19 @@ def _connect(arguments: argparse.Namespace) -> FlowClientSync:
             contents["tls_ca_file"], contents["tls_key_file"], contents["tls_cert_file"]
         )
     streaming = arguments.verb in ("stream", "watch")
+    # A person at a terminal wants "unreachable" at once, not a wait for the deadline:
+    # where the client can wait for the channel to be ready, the command does not.
+    fail_fast: dict[str, Any] = (
+        {"wait_for_ready": False}
+        if "wait_for_ready" in inspect.signature(FlowClientSync).parameters
+        else {}
+    )
     return FlowClientSync(
         _setting(arguments, "target") or DEFAULT_TARGET,
         credentials=credentials,
         token=_setting(arguments, "token"),
         timeout=arguments.timeout if arguments.timeout or streaming else 30.0,
+        **fail_fast,
     )
 
 
