@@ -17,7 +17,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
     from types import TracebackType
 
-    from flowservice._shared import FilterArg, FlowPage, IdArg, Labels, NewFlowArg, RetryBudget
+    from flowservice._shared import (
+        FilterArg,
+        FlowPage,
+        IdArg,
+        Labels,
+        NewFlowArg,
+        RetryBudget,
+        SortArg,
+    )
+    from flowservice.prefect_compat import PrefectFilter
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -37,6 +46,13 @@ class FlowClient:
     UNAVAILABLE answers are retried (up to 5 attempts, backoff 0.1 s to 2 s)
     within `retry_budget` (gRPC's `retryThrottling`; None: no budget).
     `from_env()` builds one from FLOWSERVICE_* variables.
+
+    The read and count methods also take Prefect's keywords (`flow_filter`,
+    `flow_run_filter`, `task_run_filter`, `deployment_filter`,
+    `work_pool_filter`) and shapes (its JSON with `any_`, `"operator": "and_"`,
+    sort `"NAME_ASC"`, or its pydantic filter objects); see
+    `flowservice.prefect_compat`. Giving both forms of one filter is
+    `InvalidArgument`.
     """
 
     def __init__(
@@ -156,7 +172,12 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
         timeout: float | None = None,
@@ -172,6 +193,11 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.read_flows_request(filters, sort, offset, limit)
         return list((await self._call(self._stub.ReadFlows, request, timeout)).flows)
@@ -185,7 +211,12 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
         page_token: str = "",
@@ -206,6 +237,11 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.read_flows_request(
             filters,
@@ -226,7 +262,12 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         page_size: int | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[flow_pb2.Flow]:
@@ -243,6 +284,11 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         page_token = ""
         while True:
@@ -263,7 +309,12 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         limit: int | None = None,
         batch_size: int = 0,
         timeout: float | None = None,
@@ -284,6 +335,11 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.stream_flows_request(filters, sort, limit, batch_size)
         call = self._stub.StreamFlows(
@@ -310,6 +366,11 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
         timeout: float | None = None,
     ) -> int:
         """The number of flows `read_flows` returns for the same filters, unlimited."""
@@ -320,6 +381,11 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = flow_service_pb2.CountFlowsRequest(**filters)
         return (await self._call(self._stub.CountFlows, request, timeout)).count

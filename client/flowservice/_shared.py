@@ -11,11 +11,13 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
+from flowservice import prefect_compat
 from flowservice.errors import invalid_argument
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2
 
 if TYPE_CHECKING:
     from flowservice.errors import RpcError
+    from flowservice.prefect_compat import PrefectFilter
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 SERVICE_NAME = "flowservice.v1.FlowService"
@@ -237,6 +239,33 @@ def update_flow_request(
     return request
 
 
+#: A sort: our enum, or its name, or Prefect's (`"NAME_ASC"`, `FlowSort.NAME_ASC`).
+SortArg: TypeAlias = "flow_service_pb2.FlowSort.ValueType | str"
+
+
+def as_sort(sort: SortArg) -> flow_service_pb2.FlowSort.ValueType:
+    if isinstance(sort, str):
+        try:
+            return prefect_compat.translate_sort(sort)
+        except prefect_compat.UntranslatableError as error:
+            raise invalid_argument("sort", str(error).removeprefix("sort: ")) from None
+    return sort
+
+
+def _filter_value(name: str, ours: Any, prefects: Any, prefect_keyword: str) -> Any:
+    """One filter from our keyword or Prefect's (not both), in a form `as_message` takes."""
+    if ours is not None and prefects is not None:
+        raise invalid_argument(name, f"given twice: as {name} and as {prefect_keyword}")
+    value = ours if ours is not None else prefects
+    prefect_shaped = prefects is not None or isinstance(value, prefect_compat.PrefectModel)
+    if value is None or not (prefect_shaped or prefect_compat.looks_like_prefect(value)):
+        return value
+    try:
+        return prefect_compat.translate_filter(prefect_compat.prefect_json(value, name), name)
+    except prefect_compat.UntranslatableError as error:
+        raise invalid_argument(name, str(error)) from None
+
+
 def filter_fields(
     *,
     flows: FilterArg[filters_pb2.FlowFilter],
@@ -245,30 +274,61 @@ def filter_fields(
     deployments: FilterArg[filters_pb2.DeploymentFilter],
     work_pools: FilterArg[filters_pb2.WorkPoolFilter],
     latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
+    flow_filter: PrefectFilter = None,
+    flow_run_filter: PrefectFilter = None,
+    task_run_filter: PrefectFilter = None,
+    deployment_filter: PrefectFilter = None,
+    work_pool_filter: PrefectFilter = None,
 ) -> dict[str, Any]:
-    """The filter fields that the flow queries (ReadFlows, CountFlows, …) share."""
+    """The filter fields that the flow queries (ReadFlows, CountFlows, …) share.
+
+    Each filter comes from our keyword or from Prefect's (`flow_filter`, …),
+    in our shape or Prefect's (its JSON or its pydantic object).
+    """
     return {
-        "flows": as_message(flows, filters_pb2.FlowFilter, "flows"),
-        "flow_runs": as_message(flow_runs, filters_pb2.FlowRunFilter, "flow_runs"),
-        "task_runs": as_message(task_runs, filters_pb2.TaskRunFilter, "task_runs"),
-        "deployments": as_message(deployments, filters_pb2.DeploymentFilter, "deployments"),
-        "work_pools": as_message(work_pools, filters_pb2.WorkPoolFilter, "work_pools"),
+        "flows": as_message(
+            _filter_value("flows", flows, flow_filter, "flow_filter"),
+            filters_pb2.FlowFilter,
+            "flows",
+        ),
+        "flow_runs": as_message(
+            _filter_value("flow_runs", flow_runs, flow_run_filter, "flow_run_filter"),
+            filters_pb2.FlowRunFilter,
+            "flow_runs",
+        ),
+        "task_runs": as_message(
+            _filter_value("task_runs", task_runs, task_run_filter, "task_run_filter"),
+            filters_pb2.TaskRunFilter,
+            "task_runs",
+        ),
+        "deployments": as_message(
+            _filter_value("deployments", deployments, deployment_filter, "deployment_filter"),
+            filters_pb2.DeploymentFilter,
+            "deployments",
+        ),
+        "work_pools": as_message(
+            _filter_value("work_pools", work_pools, work_pool_filter, "work_pool_filter"),
+            filters_pb2.WorkPoolFilter,
+            "work_pools",
+        ),
         "latest_flow_run": as_message(
-            latest_flow_run, filters_pb2.FlowRunFilter, "latest_flow_run"
+            _filter_value("latest_flow_run", latest_flow_run, None, ""),
+            filters_pb2.FlowRunFilter,
+            "latest_flow_run",
         ),
     }
 
 
 def read_flows_request(
     filters: dict[str, Any],
-    sort: flow_service_pb2.FlowSort.ValueType,
+    sort: SortArg,
     offset: int,
     limit: int | None,
     *,
     page_token: str = "",
     include_total_size: bool = False,
 ) -> flow_service_pb2.ReadFlowsRequest:
-    request = flow_service_pb2.ReadFlowsRequest(**filters, sort=sort, offset=offset)
+    request = flow_service_pb2.ReadFlowsRequest(**filters, sort=as_sort(sort), offset=offset)
     if limit is not None:
         request.limit = limit
     request.page_token = page_token
@@ -293,11 +353,13 @@ def flow_page(response: flow_service_pb2.ReadFlowsResponse) -> FlowPage:
 
 def stream_flows_request(
     filters: dict[str, Any],
-    sort: flow_service_pb2.FlowSort.ValueType,
+    sort: SortArg,
     limit: int | None,
     batch_size: int,
 ) -> flow_service_pb2.StreamFlowsRequest:
-    request = flow_service_pb2.StreamFlowsRequest(**filters, sort=sort, batch_size=batch_size)
+    request = flow_service_pb2.StreamFlowsRequest(
+        **filters, sort=as_sort(sort), batch_size=batch_size
+    )
     if limit is not None:
         request.limit = limit
     return request
