@@ -87,6 +87,12 @@ def test_each_method_has_the_same_signature_and_docstring(name: str) -> None:
         assert inspect.isgeneratorfunction(blocking)
         returns = re.sub(r"^AsyncIterator\[(.*)\]$", r"Iterator[\1]", returns)
         returns = re.sub(r"^AsyncGenerator\[(.*), None\]$", r"Generator[\1, None, None]", returns)
+    elif isinstance(vars(FlowClient)[name], classmethod):
+        # An alternative constructor (from_env): each builds its own class.
+        assert isinstance(vars(FlowClientSync)[name], classmethod)
+        assert not inspect.iscoroutinefunction(asynchronous)
+        assert returns == "FlowClient"
+        returns = "FlowClientSync"
     else:
         assert inspect.iscoroutinefunction(asynchronous)
         assert not inspect.iscoroutinefunction(blocking)

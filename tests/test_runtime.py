@@ -199,7 +199,11 @@ async def test_sigterm_flips_health_refuses_new_calls_and_lets_a_slow_call_finis
                 assert update.status == health_pb2.HealthCheckResponse.NOT_SERVING
                 watch.cancel()
             # ...new calls are refused...
-            async with FlowClient(process.address, options=NO_RETRIES, timeout=5) as newcomer:
+            # (failing fast: a client that waits for ready would wait for a server
+            # that is never coming back)
+            async with FlowClient(
+                process.address, options=NO_RETRIES, wait_for_ready=False, timeout=5
+            ) as newcomer:
                 with pytest.raises(RpcError) as refused:  # by the transport: no details
                     await newcomer.count_flows()
                 assert refused.value.code == grpc.StatusCode.UNAVAILABLE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from flowservice.client import FlowClient, RpcError
+from flowservice._shared import settings_from_env
+from flowservice.client import DEFAULT_TARGET, FlowClient, FlowClientSync, RpcError, Unauthenticated
 from flowservice_server.app import start_server
 from flowservice_server.config import (
     AuthSettings,
@@ -30,7 +32,9 @@ if TYPE_CHECKING:
     from flowservice_server.app import RunningServer
 
 TOKENS = ("s3cret-token-a", "s3cret-token-b")
+#: Fail fast: no retries, and no waiting for a connection that will never be made.
 NO_RETRIES = [("grpc.enable_retries", 0)]
+FAIL_FAST: dict[str, Any] = {"options": NO_RETRIES, "wait_for_ready": False}
 
 
 async def _serve(database_url: str, **settings: Any) -> RunningServer:
@@ -61,7 +65,7 @@ async def guarded(any_backend_url: str) -> AsyncIterator[RunningServer]:
 async def test_a_missing_or_wrong_token_is_unauthenticated(
     guarded: RunningServer, token: str | None
 ) -> None:
-    async with FlowClient(f"127.0.0.1:{guarded.port}", token=token, options=NO_RETRIES) as client:
+    async with FlowClient(f"127.0.0.1:{guarded.port}", token=token, **FAIL_FAST) as client:
         with pytest.raises(RpcError) as raised:
             await client.create_flow("refused")
     error = raised.value
@@ -81,7 +85,7 @@ async def test_every_accepted_token_works(guarded: RunningServer, token: str) ->
 
 async def test_a_refused_call_writes_nothing(guarded: RunningServer) -> None:
     target = f"127.0.0.1:{guarded.port}"
-    async with FlowClient(target, token="wrong", options=NO_RETRIES) as intruder:
+    async with FlowClient(target, token="wrong", **FAIL_FAST) as intruder:
         with pytest.raises(RpcError):
             await intruder.create_flow("refused")
     async with FlowClient(target, token=TOKENS[1]) as client:
@@ -274,7 +278,7 @@ async def test_tls_serves_a_client_that_trusts_the_ca(
 
 
 async def test_tls_refuses_plaintext(tls_server: RunningServer) -> None:
-    async with FlowClient(f"127.0.0.1:{tls_server.port}", options=NO_RETRIES, timeout=5) as client:
+    async with FlowClient(f"127.0.0.1:{tls_server.port}", **FAIL_FAST, timeout=5) as client:
         with pytest.raises(RpcError) as raised:
             await client.count_flows()
     assert raised.value.code == grpc.StatusCode.UNAVAILABLE
@@ -295,7 +299,7 @@ async def test_mutual_tls_refuses_clients_without_a_trusted_certificate(
 ) -> None:
     credentials = certificates.credentials(stranger=stranger)
     target = f"127.0.0.1:{mtls_server.port}"
-    async with FlowClient(target, credentials=credentials, options=NO_RETRIES, timeout=5) as client:
+    async with FlowClient(target, credentials=credentials, **FAIL_FAST, timeout=5) as client:
         with pytest.raises(RpcError) as raised:
             await client.count_flows()
     assert raised.value.code == grpc.StatusCode.UNAVAILABLE
@@ -334,3 +338,53 @@ def test_tokens_are_environment_only_and_never_in_repr() -> None:
     assert "alpha" not in repr(settings)
     with pytest.raises(SystemExit):
         settings_from(["--auth-tokens", "alpha"], {})
+
+
+# --- FlowClient.from_env --------------------------------------------------------------
+
+
+async def test_from_env_reads_target_token_and_mutual_tls(
+    any_backend_url: str, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await _serve(
+        any_backend_url, tls=_tls(certificates, mutual=True), auth=AuthSettings(tokens=TOKENS)
+    )
+    try:
+        monkeypatch.setenv("FLOWSERVICE_TARGET", f"localhost:{running.port}")
+        monkeypatch.setenv("FLOWSERVICE_TOKEN", TOKENS[0])
+        monkeypatch.setenv("FLOWSERVICE_TIMEOUT", "30")
+        monkeypatch.setenv("FLOWSERVICE_TLS_CA_FILE", str(certificates.ca))
+        monkeypatch.setenv("FLOWSERVICE_TLS_CLIENT_CERT_FILE", str(certificates.client_cert))
+        monkeypatch.setenv("FLOWSERVICE_TLS_CLIENT_KEY_FILE", str(certificates.client_key))
+        async with FlowClient.from_env() as client:
+            await client.create_flow("from-env")
+            assert await client.count_flows() == 1
+        with FlowClientSync.from_env() as sync_client:
+            assert await asyncio.to_thread(sync_client.count_flows) == 1
+        # A keyword wins over its variable.
+        async with FlowClient.from_env(token="wrong", wait_for_ready=False) as client:
+            with pytest.raises(Unauthenticated):
+                await client.count_flows()
+    finally:
+        await running.stop(grace=None)
+
+
+def test_from_env_needs_both_halves_of_a_client_certificate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLOWSERVICE_TLS_CLIENT_CERT_FILE", "client.pem")
+    monkeypatch.delenv("FLOWSERVICE_TLS_CLIENT_KEY_FILE", raising=False)
+    with pytest.raises(ValueError, match="FLOWSERVICE_TLS_CLIENT_KEY_FILE"):
+        FlowClientSync.from_env()
+
+
+def test_from_env_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TARGET", "TOKEN", "TIMEOUT", "TLS_CA_FILE", "TLS_CLIENT_CERT_FILE"):
+        monkeypatch.delenv(f"FLOWSERVICE_{name}", raising=False)
+    monkeypatch.delenv("FLOWSERVICE_TLS_CLIENT_KEY_FILE", raising=False)
+    settings = settings_from_env({}, target=None, token=None, timeout=None, credentials=None)
+    assert settings == (DEFAULT_TARGET, None, None, None)
+    with pytest.raises(ValueError, match="FLOWSERVICE_TIMEOUT"):
+        settings_from_env(
+            {"FLOWSERVICE_TIMEOUT": "soon"}, target=None, token=None, timeout=None, credentials=None
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -16,7 +17,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
     from types import TracebackType
 
-    from flowservice._shared import FilterArg, FlowPage, Labels, NewFlowArg
+    from flowservice._shared import (
+        FilterArg,
+        FlowPage,
+        IdArg,
+        Labels,
+        NewFlowArg,
+        RetryBudget,
+        SortArg,
+    )
+    from flowservice.prefect_compat import PrefectFilter
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -27,7 +37,22 @@ class FlowClient:
 
     Use as `async with FlowClient(target) as client: ...`, or call `close()`.
     `credentials` selects TLS; `token` is sent as `authorization: Bearer …`;
-    `timeout` (seconds) is the deadline of each call.
+    `timeout` (seconds) is the deadline of each call; every method also takes
+    `timeout=` for that call alone (None: the client's).
+
+    With `wait_for_ready` (the default) a call made while no server answers
+    waits for one, up to its deadline, instead of failing at once with
+    UNAVAILABLE: a client started before its server works once it is up.
+    UNAVAILABLE answers are retried (up to 5 attempts, backoff 0.1 s to 2 s)
+    within `retry_budget` (gRPC's `retryThrottling`; None: no budget).
+    `from_env()` builds one from FLOWSERVICE_* variables.
+
+    The read and count methods also take Prefect's keywords (`flow_filter`,
+    `flow_run_filter`, `task_run_filter`, `deployment_filter`,
+    `work_pool_filter`) and shapes (its JSON with `any_`, `"operator": "and_"`,
+    sort `"NAME_ASC"`, or its pydantic filter objects); see
+    `flowservice.prefect_compat`. Giving both forms of one filter is
+    `InvalidArgument`.
     """
 
     def __init__(
@@ -38,8 +63,11 @@ class FlowClient:
         token: str | None = None,
         timeout: float | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        wait_for_ready: bool = True,
+        retry_budget: RetryBudget | None = _shared.DEFAULT_RETRY_BUDGET,
     ) -> None:
-        opts = _shared.channel_options(options)
+        opts = _shared.channel_options(options, retry_budget=retry_budget)
+        self._wait_for_ready = wait_for_ready
         self._channel = (
             grpc.aio.secure_channel(target, credentials, options=opts)
             if credentials is not None
@@ -48,6 +76,38 @@ class FlowClient:
         self._stub = flow_service_pb2_grpc.FlowServiceStub(self._channel)
         self._metadata = _shared.call_metadata(token)
         self._timeout = timeout
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        target: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        timeout: float | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        wait_for_ready: bool = True,
+        retry_budget: RetryBudget | None = _shared.DEFAULT_RETRY_BUDGET,
+    ) -> FlowClient:
+        """A client configured by the environment; a keyword given here wins over it.
+
+        FLOWSERVICE_TARGET (default 127.0.0.1:50051), FLOWSERVICE_TOKEN,
+        FLOWSERVICE_TIMEOUT (seconds), and TLS: FLOWSERVICE_TLS_CA_FILE (the
+        CA that signed the server's certificate) with, for mutual TLS,
+        FLOWSERVICE_TLS_CLIENT_CERT_FILE and FLOWSERVICE_TLS_CLIENT_KEY_FILE.
+        """
+        settings = _shared.settings_from_env(
+            os.environ, target=target, token=token, timeout=timeout, credentials=credentials
+        )
+        return cls(
+            settings.target,
+            credentials=settings.credentials,
+            token=settings.token,
+            timeout=settings.timeout,
+            options=options,
+            wait_for_ready=wait_for_ready,
+            retry_budget=retry_budget,
+        )
 
     async def __aenter__(self) -> FlowClient:
         return self
@@ -63,29 +123,45 @@ class FlowClient:
     async def close(self) -> None:
         await self._channel.close()
 
+    def _deadline(self, timeout: float | None) -> float | None:
+        return self._timeout if timeout is None else timeout
+
     async def _call(
-        self, method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        timeout: float | None = None,
     ) -> Resp:
         try:
-            return await method(request, metadata=self._metadata, timeout=self._timeout)
+            return await method(
+                request,
+                metadata=self._metadata,
+                timeout=self._deadline(timeout),
+                wait_for_ready=self._wait_for_ready,
+            )
         except grpc.aio.AioRpcError as error:
             raise from_failed_call(error) from None
 
     async def create_flow(
-        self, name: str, *, tags: Sequence[str] = (), labels: Labels | None = None
+        self,
+        name: str,
+        *,
+        tags: Sequence[str] = (),
+        labels: Labels | None = None,
+        timeout: float | None = None,
     ) -> tuple[flow_pb2.Flow, bool]:
         """Get-or-create by name: the flow, and whether this call created it."""
         request = _shared.create_flow_request(name, tags, labels)
-        response = await self._call(self._stub.CreateFlow, request)
+        response = await self._call(self._stub.CreateFlow, request, timeout)
         return response.flow, response.created
 
-    async def read_flow(self, flow_id: str) -> flow_pb2.Flow:
-        request = flow_service_pb2.ReadFlowRequest(id=flow_id)
-        return (await self._call(self._stub.ReadFlow, request)).flow
+    async def read_flow(self, flow_id: IdArg, *, timeout: float | None = None) -> flow_pb2.Flow:
+        request = flow_service_pb2.ReadFlowRequest(id=_shared.as_id(flow_id))
+        return (await self._call(self._stub.ReadFlow, request, timeout)).flow
 
-    async def read_flow_by_name(self, name: str) -> flow_pb2.Flow:
+    async def read_flow_by_name(self, name: str, *, timeout: float | None = None) -> flow_pb2.Flow:
         request = flow_service_pb2.ReadFlowByNameRequest(name=name)
-        return (await self._call(self._stub.ReadFlowByName, request)).flow
+        return (await self._call(self._stub.ReadFlowByName, request, timeout)).flow
 
     async def read_flows(
         self,
@@ -96,9 +172,15 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
+        timeout: float | None = None,
     ) -> list[flow_pb2.Flow]:
         """Flows matching every given filter (a message or its JSON-form dict).
 
@@ -111,9 +193,14 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.read_flows_request(filters, sort, offset, limit)
-        return list((await self._call(self._stub.ReadFlows, request)).flows)
+        return list((await self._call(self._stub.ReadFlows, request, timeout)).flows)
 
     async def read_flows_page(
         self,
@@ -124,11 +211,17 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
         page_token: str = "",
         include_total_size: bool = False,
+        timeout: float | None = None,
     ) -> FlowPage:
         """One page of `read_flows`, with the token for the next page and, if asked, the total.
 
@@ -144,6 +237,11 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.read_flows_request(
             filters,
@@ -153,7 +251,7 @@ class FlowClient:
             page_token=page_token,
             include_total_size=include_total_size,
         )
-        return _shared.flow_page(await self._call(self._stub.ReadFlows, request))
+        return _shared.flow_page(await self._call(self._stub.ReadFlows, request, timeout))
 
     async def iter_flows(
         self,
@@ -164,8 +262,14 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         page_size: int | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[flow_pb2.Flow]:
         """Every flow matching the filters, in order, read page by page with page tokens.
 
@@ -180,11 +284,16 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         page_token = ""
         while True:
             request = _shared.read_flows_request(filters, sort, 0, page_size, page_token=page_token)
-            response = await self._call(self._stub.ReadFlows, request)
+            response = await self._call(self._stub.ReadFlows, request, timeout)
             for flow in response.flows:
                 yield flow
             page_token = response.next_page_token
@@ -200,9 +309,15 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         limit: int | None = None,
         batch_size: int = 0,
+        timeout: float | None = None,
     ) -> AsyncGenerator[flow_pb2.Flow, None]:
         """Every flow matching the filters, in sort order, streamed (StreamFlows).
 
@@ -220,9 +335,19 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.stream_flows_request(filters, sort, limit, batch_size)
-        call = self._stub.StreamFlows(request, metadata=self._metadata, timeout=self._timeout)
+        call = self._stub.StreamFlows(
+            request,
+            metadata=self._metadata,
+            timeout=self._deadline(timeout),
+            wait_for_ready=self._wait_for_ready,
+        )
         try:
             async for response in call:
                 for flow in response.flows:
@@ -241,6 +366,12 @@ class FlowClient:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        timeout: float | None = None,
     ) -> int:
         """The number of flows `read_flows` returns for the same filters, unlimited."""
         filters = _shared.filter_fields(
@@ -250,12 +381,22 @@ class FlowClient:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = flow_service_pb2.CountFlowsRequest(**filters)
-        return (await self._call(self._stub.CountFlows, request)).count
+        return (await self._call(self._stub.CountFlows, request, timeout)).count
 
     async def update_flow(
-        self, flow_id: str, *, tags: Sequence[str] | None = None, etag: str = ""
+        self,
+        flow_id: IdArg,
+        *,
+        tags: Sequence[str] | None = None,
+        etag: str = "",
+        timeout: float | None = None,
     ) -> flow_pb2.Flow:
         """Replace the flow's tags (None: change nothing but `updated`).
 
@@ -263,19 +404,21 @@ class FlowClient:
         changed since; otherwise raise `RpcError` with code ABORTED, nothing written.
         """
         request = _shared.update_flow_request(flow_id, tags, etag)
-        return (await self._call(self._stub.UpdateFlow, request)).flow
+        return (await self._call(self._stub.UpdateFlow, request, timeout)).flow
 
-    async def delete_flow(self, flow_id: str, *, etag: str = "") -> None:
+    async def delete_flow(
+        self, flow_id: IdArg, *, etag: str = "", timeout: float | None = None
+    ) -> None:
         """Delete the flow with its runs and deployments.
 
         With `etag` (a Flow's `etag` as read), delete only if the flow has not
         changed since; otherwise raise `RpcError` with code ABORTED, nothing deleted.
         """
-        request = flow_service_pb2.DeleteFlowRequest(id=flow_id, etag=etag)
-        await self._call(self._stub.DeleteFlow, request)
+        request = flow_service_pb2.DeleteFlowRequest(id=_shared.as_id(flow_id), etag=etag)
+        await self._call(self._stub.DeleteFlow, request, timeout)
 
     async def batch_get_flows(
-        self, *, ids: Sequence[str] = (), names: Sequence[str] = ()
+        self, *, ids: Sequence[IdArg] = (), names: Sequence[str] = (), timeout: float | None = None
     ) -> list[flow_pb2.Flow]:
         """The flows of `ids` in order, then those of `names` (1 to 1,000 in all).
 
@@ -283,10 +426,10 @@ class FlowClient:
         `ResourceInfo` per missing id or name (`resource_infos`, the first 10).
         """
         request = _shared.batch_get_flows_request(ids, names)
-        return list((await self._call(self._stub.BatchGetFlows, request)).flows)
+        return list((await self._call(self._stub.BatchGetFlows, request, timeout)).flows)
 
     async def batch_create_flows(
-        self, requests: Iterable[NewFlowArg]
+        self, requests: Iterable[NewFlowArg], *, timeout: float | None = None
     ) -> list[tuple[flow_pb2.Flow, bool]]:
         """Get-or-create each flow in one transaction: (flow, created) per item, in order.
 
@@ -295,7 +438,7 @@ class FlowClient:
         can have `created` true.
         """
         request = _shared.batch_create_flows_request(requests)
-        response = await self._call(self._stub.BatchCreateFlows, request)
+        response = await self._call(self._stub.BatchCreateFlows, request, timeout)
         return [(answer.flow, answer.created) for answer in response.responses]
 
     # --- WatchFlows ---------------------------------------------------------------------
@@ -334,7 +477,9 @@ class FlowClient:
             flows, resume_token, send_initial_state, relist_on_expiry, max_reconnects
         )
         while True:
-            call = self._stub.WatchFlows(resumer.request(), metadata=self._metadata)
+            call = self._stub.WatchFlows(
+                resumer.request(), metadata=self._metadata, wait_for_ready=self._wait_for_ready
+            )
             try:
                 async for response in call:
                     resumer.seen(response)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,7 +16,16 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Iterator, Sequence
     from types import TracebackType
 
-    from flowservice._shared import FilterArg, FlowPage, Labels, NewFlowArg
+    from flowservice._shared import (
+        FilterArg,
+        FlowPage,
+        IdArg,
+        Labels,
+        NewFlowArg,
+        RetryBudget,
+        SortArg,
+    )
+    from flowservice.prefect_compat import PrefectFilter
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -26,7 +36,22 @@ class FlowClientSync:
 
     Use as `with FlowClientSync(target) as client: ...`, or call `close()`.
     `credentials` selects TLS; `token` is sent as `authorization: Bearer …`;
-    `timeout` (seconds) is the deadline of each call.
+    `timeout` (seconds) is the deadline of each call; every method also takes
+    `timeout=` for that call alone (None: the client's).
+
+    With `wait_for_ready` (the default) a call made while no server answers
+    waits for one, up to its deadline, instead of failing at once with
+    UNAVAILABLE: a client started before its server works once it is up.
+    UNAVAILABLE answers are retried (up to 5 attempts, backoff 0.1 s to 2 s)
+    within `retry_budget` (gRPC's `retryThrottling`; None: no budget).
+    `from_env()` builds one from FLOWSERVICE_* variables.
+
+    The read and count methods also take Prefect's keywords (`flow_filter`,
+    `flow_run_filter`, `task_run_filter`, `deployment_filter`,
+    `work_pool_filter`) and shapes (its JSON with `any_`, `"operator": "and_"`,
+    sort `"NAME_ASC"`, or its pydantic filter objects); see
+    `flowservice.prefect_compat`. Giving both forms of one filter is
+    `InvalidArgument`.
     """
 
     def __init__(
@@ -37,8 +62,11 @@ class FlowClientSync:
         token: str | None = None,
         timeout: float | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        wait_for_ready: bool = True,
+        retry_budget: RetryBudget | None = _shared.DEFAULT_RETRY_BUDGET,
     ) -> None:
-        opts = _shared.channel_options(options)
+        opts = _shared.channel_options(options, retry_budget=retry_budget)
+        self._wait_for_ready = wait_for_ready
         self._channel = (
             grpc.secure_channel(target, credentials, options=opts)
             if credentials is not None
@@ -47,6 +75,38 @@ class FlowClientSync:
         self._stub = flow_service_pb2_grpc.FlowServiceStub(self._channel)
         self._metadata = _shared.call_metadata(token)
         self._timeout = timeout
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        target: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        timeout: float | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        wait_for_ready: bool = True,
+        retry_budget: RetryBudget | None = _shared.DEFAULT_RETRY_BUDGET,
+    ) -> FlowClientSync:
+        """A client configured by the environment; a keyword given here wins over it.
+
+        FLOWSERVICE_TARGET (default 127.0.0.1:50051), FLOWSERVICE_TOKEN,
+        FLOWSERVICE_TIMEOUT (seconds), and TLS: FLOWSERVICE_TLS_CA_FILE (the
+        CA that signed the server's certificate) with, for mutual TLS,
+        FLOWSERVICE_TLS_CLIENT_CERT_FILE and FLOWSERVICE_TLS_CLIENT_KEY_FILE.
+        """
+        settings = _shared.settings_from_env(
+            os.environ, target=target, token=token, timeout=timeout, credentials=credentials
+        )
+        return cls(
+            settings.target,
+            credentials=settings.credentials,
+            token=settings.token,
+            timeout=settings.timeout,
+            options=options,
+            wait_for_ready=wait_for_ready,
+            retry_budget=retry_budget,
+        )
 
     def __enter__(self) -> FlowClientSync:
         return self
@@ -62,29 +122,47 @@ class FlowClientSync:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
+    def _deadline(self, timeout: float | None) -> float | None:
+        return self._timeout if timeout is None else timeout
+
+    def _call(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        timeout: float | None = None,
+    ) -> Resp:
         try:
-            return method(request, metadata=self._metadata, timeout=self._timeout)
+            return method(
+                request,
+                metadata=self._metadata,
+                timeout=self._deadline(timeout),
+                wait_for_ready=self._wait_for_ready,
+            )
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call):  # what a failed unary call raises
                 raise from_failed_call(error) from None
             raise
 
     def create_flow(
-        self, name: str, *, tags: Sequence[str] = (), labels: Labels | None = None
+        self,
+        name: str,
+        *,
+        tags: Sequence[str] = (),
+        labels: Labels | None = None,
+        timeout: float | None = None,
     ) -> tuple[flow_pb2.Flow, bool]:
         """Get-or-create by name: the flow, and whether this call created it."""
         request = _shared.create_flow_request(name, tags, labels)
-        response = self._call(self._stub.CreateFlow, request)
+        response = self._call(self._stub.CreateFlow, request, timeout)
         return response.flow, response.created
 
-    def read_flow(self, flow_id: str) -> flow_pb2.Flow:
-        request = flow_service_pb2.ReadFlowRequest(id=flow_id)
-        return self._call(self._stub.ReadFlow, request).flow
+    def read_flow(self, flow_id: IdArg, *, timeout: float | None = None) -> flow_pb2.Flow:
+        request = flow_service_pb2.ReadFlowRequest(id=_shared.as_id(flow_id))
+        return self._call(self._stub.ReadFlow, request, timeout).flow
 
-    def read_flow_by_name(self, name: str) -> flow_pb2.Flow:
+    def read_flow_by_name(self, name: str, *, timeout: float | None = None) -> flow_pb2.Flow:
         request = flow_service_pb2.ReadFlowByNameRequest(name=name)
-        return self._call(self._stub.ReadFlowByName, request).flow
+        return self._call(self._stub.ReadFlowByName, request, timeout).flow
 
     def read_flows(
         self,
@@ -95,9 +173,15 @@ class FlowClientSync:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
+        timeout: float | None = None,
     ) -> list[flow_pb2.Flow]:
         """Flows matching every given filter (a message or its JSON-form dict).
 
@@ -110,9 +194,14 @@ class FlowClientSync:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.read_flows_request(filters, sort, offset, limit)
-        return list(self._call(self._stub.ReadFlows, request).flows)
+        return list(self._call(self._stub.ReadFlows, request, timeout).flows)
 
     def read_flows_page(
         self,
@@ -123,11 +212,17 @@ class FlowClientSync:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
         page_token: str = "",
         include_total_size: bool = False,
+        timeout: float | None = None,
     ) -> FlowPage:
         """One page of `read_flows`, with the token for the next page and, if asked, the total.
 
@@ -143,6 +238,11 @@ class FlowClientSync:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.read_flows_request(
             filters,
@@ -152,7 +252,7 @@ class FlowClientSync:
             page_token=page_token,
             include_total_size=include_total_size,
         )
-        return _shared.flow_page(self._call(self._stub.ReadFlows, request))
+        return _shared.flow_page(self._call(self._stub.ReadFlows, request, timeout))
 
     def iter_flows(
         self,
@@ -163,8 +263,14 @@ class FlowClientSync:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         page_size: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[flow_pb2.Flow]:
         """Every flow matching the filters, in order, read page by page with page tokens.
 
@@ -179,11 +285,16 @@ class FlowClientSync:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         page_token = ""
         while True:
             request = _shared.read_flows_request(filters, sort, 0, page_size, page_token=page_token)
-            response = self._call(self._stub.ReadFlows, request)
+            response = self._call(self._stub.ReadFlows, request, timeout)
             yield from response.flows
             page_token = response.next_page_token
             if not page_token:
@@ -198,9 +309,15 @@ class FlowClientSync:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
-        sort: flow_service_pb2.FlowSort.ValueType = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        sort: SortArg = flow_service_pb2.FLOW_SORT_UNSPECIFIED,
         limit: int | None = None,
         batch_size: int = 0,
+        timeout: float | None = None,
     ) -> Generator[flow_pb2.Flow, None, None]:
         """Every flow matching the filters, in sort order, streamed (StreamFlows).
 
@@ -218,9 +335,19 @@ class FlowClientSync:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = _shared.stream_flows_request(filters, sort, limit, batch_size)
-        call = self._stub.StreamFlows(request, metadata=self._metadata, timeout=self._timeout)
+        call = self._stub.StreamFlows(
+            request,
+            metadata=self._metadata,
+            timeout=self._deadline(timeout),
+            wait_for_ready=self._wait_for_ready,
+        )
         try:
             for response in call:
                 yield from response.flows
@@ -240,6 +367,12 @@ class FlowClientSync:
         deployments: FilterArg[filters_pb2.DeploymentFilter] = None,
         work_pools: FilterArg[filters_pb2.WorkPoolFilter] = None,
         latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
+        flow_filter: PrefectFilter = None,
+        flow_run_filter: PrefectFilter = None,
+        task_run_filter: PrefectFilter = None,
+        deployment_filter: PrefectFilter = None,
+        work_pool_filter: PrefectFilter = None,
+        timeout: float | None = None,
     ) -> int:
         """The number of flows `read_flows` returns for the same filters, unlimited."""
         filters = _shared.filter_fields(
@@ -249,12 +382,22 @@ class FlowClientSync:
             deployments=deployments,
             work_pools=work_pools,
             latest_flow_run=latest_flow_run,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
         )
         request = flow_service_pb2.CountFlowsRequest(**filters)
-        return self._call(self._stub.CountFlows, request).count
+        return self._call(self._stub.CountFlows, request, timeout).count
 
     def update_flow(
-        self, flow_id: str, *, tags: Sequence[str] | None = None, etag: str = ""
+        self,
+        flow_id: IdArg,
+        *,
+        tags: Sequence[str] | None = None,
+        etag: str = "",
+        timeout: float | None = None,
     ) -> flow_pb2.Flow:
         """Replace the flow's tags (None: change nothing but `updated`).
 
@@ -262,19 +405,19 @@ class FlowClientSync:
         changed since; otherwise raise `RpcError` with code ABORTED, nothing written.
         """
         request = _shared.update_flow_request(flow_id, tags, etag)
-        return self._call(self._stub.UpdateFlow, request).flow
+        return self._call(self._stub.UpdateFlow, request, timeout).flow
 
-    def delete_flow(self, flow_id: str, *, etag: str = "") -> None:
+    def delete_flow(self, flow_id: IdArg, *, etag: str = "", timeout: float | None = None) -> None:
         """Delete the flow with its runs and deployments.
 
         With `etag` (a Flow's `etag` as read), delete only if the flow has not
         changed since; otherwise raise `RpcError` with code ABORTED, nothing deleted.
         """
-        request = flow_service_pb2.DeleteFlowRequest(id=flow_id, etag=etag)
-        self._call(self._stub.DeleteFlow, request)
+        request = flow_service_pb2.DeleteFlowRequest(id=_shared.as_id(flow_id), etag=etag)
+        self._call(self._stub.DeleteFlow, request, timeout)
 
     def batch_get_flows(
-        self, *, ids: Sequence[str] = (), names: Sequence[str] = ()
+        self, *, ids: Sequence[IdArg] = (), names: Sequence[str] = (), timeout: float | None = None
     ) -> list[flow_pb2.Flow]:
         """The flows of `ids` in order, then those of `names` (1 to 1,000 in all).
 
@@ -282,10 +425,10 @@ class FlowClientSync:
         `ResourceInfo` per missing id or name (`resource_infos`, the first 10).
         """
         request = _shared.batch_get_flows_request(ids, names)
-        return list(self._call(self._stub.BatchGetFlows, request).flows)
+        return list(self._call(self._stub.BatchGetFlows, request, timeout).flows)
 
     def batch_create_flows(
-        self, requests: Iterable[NewFlowArg]
+        self, requests: Iterable[NewFlowArg], *, timeout: float | None = None
     ) -> list[tuple[flow_pb2.Flow, bool]]:
         """Get-or-create each flow in one transaction: (flow, created) per item, in order.
 
@@ -294,7 +437,7 @@ class FlowClientSync:
         can have `created` true.
         """
         request = _shared.batch_create_flows_request(requests)
-        response = self._call(self._stub.BatchCreateFlows, request)
+        response = self._call(self._stub.BatchCreateFlows, request, timeout)
         return [(answer.flow, answer.created) for answer in response.responses]
 
     # --- WatchFlows ---------------------------------------------------------------------
@@ -333,7 +476,9 @@ class FlowClientSync:
             flows, resume_token, send_initial_state, relist_on_expiry, max_reconnects
         )
         while True:
-            call = self._stub.WatchFlows(resumer.request(), metadata=self._metadata)
+            call = self._stub.WatchFlows(
+                resumer.request(), metadata=self._metadata, wait_for_ready=self._wait_for_ready
+            )
             try:
                 for response in call:
                     resumer.seen(response)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
@@ -10,10 +11,13 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
+from flowservice import prefect_compat
+from flowservice.errors import invalid_argument
 from flowservice.v1 import filters_pb2, flow_pb2, flow_service_pb2
 
 if TYPE_CHECKING:
     from flowservice.errors import RpcError
+    from flowservice.prefect_compat import PrefectFilter
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 SERVICE_NAME = "flowservice.v1.FlowService"
@@ -37,22 +41,130 @@ SERVICE_CONFIG: dict[str, Any] = {
     ]
 }
 
+
+#: The default retry budget (gRPC's `retryThrottling`): retries stop while more
+#: than half of `max_tokens` is spent; each failure spends one token, each success
+#: gives back `token_ratio`. A server that fails every call gets a few retries, not
+#: five times the load.
+class RetryBudget(NamedTuple):
+    max_tokens: int = 10
+    token_ratio: float = 0.1
+
+
+DEFAULT_RETRY_BUDGET = RetryBudget()
+
+#: The variables `from_env` reads (see the README's "The Python client").
+ENV_TARGET = "FLOWSERVICE_TARGET"
+ENV_TOKEN = "FLOWSERVICE_TOKEN"  # noqa: S105 (a variable name, not a secret)
+ENV_TIMEOUT = "FLOWSERVICE_TIMEOUT"
+ENV_TLS_CA_FILE = "FLOWSERVICE_TLS_CA_FILE"
+ENV_TLS_CLIENT_CERT_FILE = "FLOWSERVICE_TLS_CLIENT_CERT_FILE"
+ENV_TLS_CLIENT_KEY_FILE = "FLOWSERVICE_TLS_CLIENT_KEY_FILE"
+
 LabelValue = bool | int | float | str
 Labels = Mapping[str, LabelValue]
 M = TypeVar("M", bound=Message)
 #: A filter: the generated message, or its JSON form as a dict, e.g.
 #: `{"name": {"any": ["etl"]}, "tags": {"all": ["prod"]}}`.
 FilterArg: TypeAlias = "M | Mapping[str, Any] | None"
+#: A flow id: its string form or a `uuid.UUID`.
+IdArg: TypeAlias = str | uuid.UUID
 
 
-def channel_options(extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
+def as_id(value: IdArg, field_path: str = "id") -> str:
+    """An id for a request; anything but a `str` or `uuid.UUID` is `InvalidArgument`."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        return value  # the server checks the form and names the field if it is wrong
+    raise invalid_argument(
+        field_path, f"a flow id is a str or uuid.UUID, not {type(value).__name__}"
+    )
+
+
+def as_ids(values: Sequence[IdArg], field_path: str = "ids") -> list[str]:
+    if isinstance(values, (str, uuid.UUID)):
+        raise invalid_argument(field_path, "a sequence of ids, not a single id")
+    return [as_id(value, f"{field_path}[{i}]") for i, value in enumerate(values)]
+
+
+def service_config(retry_budget: RetryBudget | None = DEFAULT_RETRY_BUDGET) -> dict[str, Any]:
+    """`SERVICE_CONFIG` with the retry budget (`retryThrottling`); None: no budget."""
+    config = dict(SERVICE_CONFIG)
+    if retry_budget is not None:
+        config["retryThrottling"] = {
+            "maxTokens": retry_budget.max_tokens,
+            "tokenRatio": retry_budget.token_ratio,
+        }
+    return config
+
+
+def channel_options(
+    extra: Sequence[tuple[str, Any]] = (),
+    *,
+    retry_budget: RetryBudget | None = DEFAULT_RETRY_BUDGET,
+) -> list[tuple[str, Any]]:
     """Channel options with the retry service config; `extra` entries win."""
     options: dict[str, Any] = {
-        "grpc.service_config": json.dumps(SERVICE_CONFIG),
+        "grpc.service_config": json.dumps(service_config(retry_budget)),
         "grpc.enable_retries": 1,
     }
     options.update(dict(extra))
     return list(options.items())
+
+
+class EnvSettings(NamedTuple):
+    target: str
+    token: str | None
+    timeout: float | None
+    credentials: grpc.ChannelCredentials | None
+
+
+def settings_from_env(
+    environ: Mapping[str, str],
+    *,
+    target: str | None,
+    token: str | None,
+    timeout: float | None,
+    credentials: grpc.ChannelCredentials | None,
+) -> EnvSettings:
+    """The client's settings from FLOWSERVICE_* variables; a keyword given wins.
+
+    TLS is on when any FLOWSERVICE_TLS_* variable is set (the CA file alone:
+    server authentication; with the client certificate and key: mutual TLS).
+    """
+    ca_file = environ.get(ENV_TLS_CA_FILE) or None
+    cert_file = environ.get(ENV_TLS_CLIENT_CERT_FILE) or None
+    key_file = environ.get(ENV_TLS_CLIENT_KEY_FILE) or None
+    if (cert_file is None) != (key_file is None):
+        raise ValueError(
+            f"set both {ENV_TLS_CLIENT_CERT_FILE} and {ENV_TLS_CLIENT_KEY_FILE}, or neither"
+        )
+    if credentials is None and (ca_file or cert_file):
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(ca_file),
+            private_key=_read(key_file),
+            certificate_chain=_read(cert_file),
+        )
+    raw_timeout = environ.get(ENV_TIMEOUT) or None
+    if timeout is None and raw_timeout is not None:
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            raise ValueError(f"{ENV_TIMEOUT} is seconds, not {raw_timeout!r}") from None
+    return EnvSettings(
+        target=target or environ.get(ENV_TARGET) or DEFAULT_TARGET,
+        token=token if token is not None else environ.get(ENV_TOKEN) or None,
+        timeout=timeout,
+        credentials=credentials,
+    )
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -67,10 +179,24 @@ def any_of(*values: str) -> struct_pb2.ListValue:
     return result
 
 
-def as_message(value: M | Mapping[str, Any] | None, message_type: type[M]) -> M | None:
-    """Accept a filter as a message or as its JSON-form dict (unknown keys are an error)."""
+def as_message(
+    value: M | Mapping[str, Any] | None, message_type: type[M], field_path: str = ""
+) -> M | None:
+    """Accept a filter as a message or as its JSON-form dict.
+
+    A dict that does not parse (an unknown key, a wrong type) raises
+    `InvalidArgument` naming `field_path`, before any call.
+    """
+    path = field_path or message_type.DESCRIPTOR.name
     if isinstance(value, Mapping):
-        return json_format.ParseDict(dict(value), message_type())
+        try:
+            return json_format.ParseDict(dict(value), message_type())
+        except json_format.ParseError as error:
+            raise invalid_argument(path, str(error)) from None
+    if value is not None and not isinstance(value, message_type):
+        raise invalid_argument(
+            path, f"a {message_type.DESCRIPTOR.full_name} or a dict, not {type(value).__name__}"
+        )
     return value
 
 
@@ -103,14 +229,41 @@ def create_flow_request(
 
 
 def update_flow_request(
-    flow_id: str, tags: Sequence[str] | None, etag: str = ""
+    flow_id: IdArg, tags: Sequence[str] | None, etag: str = ""
 ) -> flow_service_pb2.UpdateFlowRequest:
     """Replace the tags when given (an empty list clears them); None writes nothing."""
-    request = flow_service_pb2.UpdateFlowRequest(id=flow_id, etag=etag)
+    request = flow_service_pb2.UpdateFlowRequest(id=as_id(flow_id), etag=etag)
     if tags is not None:
         request.tags.extend(tags)
         request.update_mask.paths.append("tags")
     return request
+
+
+#: A sort: our enum, or its name, or Prefect's (`"NAME_ASC"`, `FlowSort.NAME_ASC`).
+SortArg: TypeAlias = "flow_service_pb2.FlowSort.ValueType | str"
+
+
+def as_sort(sort: SortArg) -> flow_service_pb2.FlowSort.ValueType:
+    if isinstance(sort, str):
+        try:
+            return prefect_compat.translate_sort(sort)
+        except prefect_compat.UntranslatableError as error:
+            raise invalid_argument("sort", str(error).removeprefix("sort: ")) from None
+    return sort
+
+
+def _filter_value(name: str, ours: Any, prefects: Any, prefect_keyword: str) -> Any:
+    """One filter from our keyword or Prefect's (not both), in a form `as_message` takes."""
+    if ours is not None and prefects is not None:
+        raise invalid_argument(name, f"given twice: as {name} and as {prefect_keyword}")
+    value = ours if ours is not None else prefects
+    prefect_shaped = prefects is not None or isinstance(value, prefect_compat.PrefectModel)
+    if value is None or not (prefect_shaped or prefect_compat.looks_like_prefect(value)):
+        return value
+    try:
+        return prefect_compat.translate_filter(prefect_compat.prefect_json(value, name), name)
+    except prefect_compat.UntranslatableError as error:
+        raise invalid_argument(name, str(error)) from None
 
 
 def filter_fields(
@@ -121,28 +274,61 @@ def filter_fields(
     deployments: FilterArg[filters_pb2.DeploymentFilter],
     work_pools: FilterArg[filters_pb2.WorkPoolFilter],
     latest_flow_run: FilterArg[filters_pb2.FlowRunFilter] = None,
+    flow_filter: PrefectFilter = None,
+    flow_run_filter: PrefectFilter = None,
+    task_run_filter: PrefectFilter = None,
+    deployment_filter: PrefectFilter = None,
+    work_pool_filter: PrefectFilter = None,
 ) -> dict[str, Any]:
-    """The filter fields that the flow queries (ReadFlows, CountFlows, …) share."""
+    """The filter fields that the flow queries (ReadFlows, CountFlows, …) share.
+
+    Each filter comes from our keyword or from Prefect's (`flow_filter`, …),
+    in our shape or Prefect's (its JSON or its pydantic object).
+    """
     return {
-        "flows": as_message(flows, filters_pb2.FlowFilter),
-        "flow_runs": as_message(flow_runs, filters_pb2.FlowRunFilter),
-        "task_runs": as_message(task_runs, filters_pb2.TaskRunFilter),
-        "deployments": as_message(deployments, filters_pb2.DeploymentFilter),
-        "work_pools": as_message(work_pools, filters_pb2.WorkPoolFilter),
-        "latest_flow_run": as_message(latest_flow_run, filters_pb2.FlowRunFilter),
+        "flows": as_message(
+            _filter_value("flows", flows, flow_filter, "flow_filter"),
+            filters_pb2.FlowFilter,
+            "flows",
+        ),
+        "flow_runs": as_message(
+            _filter_value("flow_runs", flow_runs, flow_run_filter, "flow_run_filter"),
+            filters_pb2.FlowRunFilter,
+            "flow_runs",
+        ),
+        "task_runs": as_message(
+            _filter_value("task_runs", task_runs, task_run_filter, "task_run_filter"),
+            filters_pb2.TaskRunFilter,
+            "task_runs",
+        ),
+        "deployments": as_message(
+            _filter_value("deployments", deployments, deployment_filter, "deployment_filter"),
+            filters_pb2.DeploymentFilter,
+            "deployments",
+        ),
+        "work_pools": as_message(
+            _filter_value("work_pools", work_pools, work_pool_filter, "work_pool_filter"),
+            filters_pb2.WorkPoolFilter,
+            "work_pools",
+        ),
+        "latest_flow_run": as_message(
+            _filter_value("latest_flow_run", latest_flow_run, None, ""),
+            filters_pb2.FlowRunFilter,
+            "latest_flow_run",
+        ),
     }
 
 
 def read_flows_request(
     filters: dict[str, Any],
-    sort: flow_service_pb2.FlowSort.ValueType,
+    sort: SortArg,
     offset: int,
     limit: int | None,
     *,
     page_token: str = "",
     include_total_size: bool = False,
 ) -> flow_service_pb2.ReadFlowsRequest:
-    request = flow_service_pb2.ReadFlowsRequest(**filters, sort=sort, offset=offset)
+    request = flow_service_pb2.ReadFlowsRequest(**filters, sort=as_sort(sort), offset=offset)
     if limit is not None:
         request.limit = limit
     request.page_token = page_token
@@ -167,11 +353,13 @@ def flow_page(response: flow_service_pb2.ReadFlowsResponse) -> FlowPage:
 
 def stream_flows_request(
     filters: dict[str, Any],
-    sort: flow_service_pb2.FlowSort.ValueType,
+    sort: SortArg,
     limit: int | None,
     batch_size: int,
 ) -> flow_service_pb2.StreamFlowsRequest:
-    request = flow_service_pb2.StreamFlowsRequest(**filters, sort=sort, batch_size=batch_size)
+    request = flow_service_pb2.StreamFlowsRequest(
+        **filters, sort=as_sort(sort), batch_size=batch_size
+    )
     if limit is not None:
         request.limit = limit
     return request
@@ -188,9 +376,9 @@ NewFlowArg: TypeAlias = (
 
 
 def batch_get_flows_request(
-    ids: Sequence[str], names: Sequence[str]
+    ids: Sequence[IdArg], names: Sequence[str]
 ) -> flow_service_pb2.BatchGetFlowsRequest:
-    return flow_service_pb2.BatchGetFlowsRequest(ids=ids, names=names)
+    return flow_service_pb2.BatchGetFlowsRequest(ids=as_ids(ids), names=names)
 
 
 def batch_create_flows_request(
@@ -230,7 +418,7 @@ class WatchResumer:
         relist_on_expiry: bool,
         max_reconnects: int,
     ) -> None:
-        self._flows = as_message(flows, filters_pb2.FlowFilter)
+        self._flows = as_message(flows, filters_pb2.FlowFilter, "flows")
         self._token = resume_token
         self._initial = send_initial_state and not resume_token
         self._in_initial_state = False

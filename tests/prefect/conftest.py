@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from flowservice.client import FlowClient
+from flowservice.prefect_compat import count_body, translate_filters, translate_read
 from flowservice_server.app import start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from tests.helpers import run_sync
@@ -36,7 +37,6 @@ from tests.prefect.prefect_process import (
     ensure_prefect_venv,
 )
 from tests.prefect.seed import Seed, seed
-from tests.prefect.translate import count_body, translate_filters, translate_read
 from tests.processes import run
 
 if TYPE_CHECKING:

@@ -14,15 +14,15 @@ import grpc
 import pytest
 
 from flowservice.errors import RpcError
-from flowservice.v1 import filters_pb2
-from tests.prefect.queries import QUERIES, Query
-from tests.prefect.translate import (
+from flowservice.prefect_compat import (
     SORTS,
     UntranslatableError,
     count_body,
     translate_filters,
     translate_read,
 )
+from flowservice.v1 import filters_pb2
+from tests.prefect.queries import QUERIES, Query
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor import Descriptor
