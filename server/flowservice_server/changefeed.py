@@ -65,6 +65,7 @@ from flowservice_server.errors import (
     TooManyWatchersError,
     WatchEndedError,
 )
+from flowservice_server.models.flows import response_columns
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -113,25 +114,8 @@ state = sa.Table(
 
 #: A change row: seq, kind, changed_at, then the flow's columns in `convert`'s order
 #: (id, created and updated as the driver returns them, as `models.flows` reads them).
-_CHANGE_COLUMNS = (
-    change.c.seq,
-    change.c.kind,
-    change.c.changed_at,
-    sa.type_coerce(change.c.id, sa.String()).label("id"),
-    sa.type_coerce(change.c.created, sa.String()).label("created"),
-    sa.type_coerce(change.c.updated, sa.String()).label("updated"),
-    change.c.name,
-    change.c.tags,
-    change.c.labels,
-)
-_FLOW_COLUMNS = (
-    sa.type_coerce(flow.c.id, sa.String()).label("id"),
-    sa.type_coerce(flow.c.created, sa.String()).label("created"),
-    sa.type_coerce(flow.c.updated, sa.String()).label("updated"),
-    flow.c.name,
-    flow.c.tags,
-    flow.c.labels,
-)
+_CHANGE_COLUMNS = (change.c.seq, change.c.kind, change.c.changed_at, *response_columns(change))
+_FLOW_COLUMNS = response_columns(flow)
 
 
 def on_change_rows(condition: Clause) -> Clause:

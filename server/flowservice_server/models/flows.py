@@ -31,19 +31,26 @@ if TYPE_CHECKING:
 
 FlowRow = sa.Row[Any]
 Clause = sa.ColumnElement[bool]
+
+
 #: The columns a response needs, as the driver returns them: id, created and
 #: updated skip their column types' conversions (text -> UUID/datetime ->
 #: text/Timestamp on every row); `convert` turns the stored values into
 #: message fields directly (it unpacks rows in this order). Tags and labels
 #: keep their JSON decoding.
-_COLUMNS = (
-    sa.type_coerce(flow.c.id, sa.String()).label("id"),
-    sa.type_coerce(flow.c.created, sa.String()).label("created"),
-    sa.type_coerce(flow.c.updated, sa.String()).label("updated"),
-    flow.c.name,
-    flow.c.tags,
-    flow.c.labels,
-)
+def response_columns(table: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
+    """A flow's response columns from `table` (`flow`, or a table with a copy of its columns)."""
+    return (
+        sa.type_coerce(table.c.id, sa.String()).label("id"),
+        sa.type_coerce(table.c.created, sa.String()).label("created"),
+        sa.type_coerce(table.c.updated, sa.String()).label("updated"),
+        table.c.name,
+        table.c.tags,
+        table.c.labels,
+    )
+
+
+_COLUMNS = response_columns(flow)
 
 _BY_ID = sa.select(*_COLUMNS).where(flow.c.id == sa.bindparam("flow_id"))
 _BY_NAME = sa.select(*_COLUMNS).where(flow.c.name == sa.bindparam("name"))
