@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable, Sequence
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
     import sqlalchemy as sa
     from sqlalchemy.engine import Dialect
@@ -147,3 +147,21 @@ def cancel_after(time_left: float | None) -> contextlib.AbstractAsyncContextMana
     if time_left is None:
         return contextlib.nullcontext()
     return asyncio.timeout(max(time_left, 0.0))
+
+
+async def to_completion(job: Awaitable[T], on_cancel: Callable[[], None] | None = None) -> T:
+    """Await `job` to its end even when the call is cancelled meanwhile.
+
+    A unit of work, or the release of its connection, must never be left
+    half done: on cancellation `on_cancel` runs (to stop the work early),
+    the job is still awaited, and only then does the cancellation go on.
+    """
+    future = asyncio.ensure_future(job)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        with contextlib.suppress(BaseException):
+            await future
+        raise

@@ -11,7 +11,6 @@ each fetched when the caller asks for it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +22,7 @@ from flowservice_server.db.engine import (
     deadline_after,
     expired,
     remaining,
+    to_completion,
 )
 
 if TYPE_CHECKING:
@@ -154,10 +154,4 @@ async def _release(connection: AsyncConnection) -> None:
             with contextlib.suppress(Exception):
                 await connection.invalidate()
 
-    ending = asyncio.ensure_future(release())
-    try:
-        await asyncio.shield(ending)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            await ending
-        raise
+    await to_completion(release())

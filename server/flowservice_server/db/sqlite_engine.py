@@ -35,6 +35,7 @@ from flowservice_server.db.engine import (
     deadline_after,
     expired,
     remaining,
+    to_completion,
 )
 
 if TYPE_CHECKING:
@@ -190,12 +191,7 @@ class SqliteDatabase(Database):
         job = loop.run_in_executor(self._threads, self._unit, work, unit, write)
         timer = None if deadline is None else loop.call_at(_loop_time(loop, deadline), unit.stop)
         try:
-            return await asyncio.shield(job)
-        except asyncio.CancelledError:  # the call was cancelled: stop; never commit
-            unit.cancel()
-            with contextlib.suppress(BaseException):
-                await job
-            raise
+            return await to_completion(job, unit.cancel)  # cancelled: stop; never commit
         finally:
             if timer is not None:
                 timer.cancel()
@@ -258,27 +254,14 @@ async def _stream(
         if timer is not None:
             timer.cancel()
         unit.cancel()  # from here on, nothing may start another step
-        ending = loop.run_in_executor(threads, reader.close)
-        try:
-            await asyncio.shield(ending)
-        except asyncio.CancelledError:
-            with contextlib.suppress(BaseException):
-                await ending
-            raise
+        await to_completion(loop.run_in_executor(threads, reader.close))
 
 
 async def _stoppable(
     loop: asyncio.AbstractEventLoop, threads: ThreadPoolExecutor, step: Callable[[], T], unit: _Unit
 ) -> T:
     """Run one step in a worker thread; if the call is cancelled, interrupt it and wait."""
-    job = loop.run_in_executor(threads, step)
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        unit.cancel()
-        with contextlib.suppress(BaseException):
-            await job
-        raise
+    return await to_completion(loop.run_in_executor(threads, step), unit.cancel)
 
 
 class _SnapshotReader:
