@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import threading
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -35,7 +36,7 @@ from tests.postgres import admin, prefect_schema_statements
 from tests.processes import ServerProcess, run, start
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from tests.factories import Seeder
 
@@ -762,3 +763,55 @@ async def test_changefeed_refuses_a_managed_database(database_url: str, tmp_path
     assert code == 1
     assert "this database is FlowService's own" in output
     assert "Traceback" not in output
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def _metric(port: int, name: str, **labels: str) -> float:
+    """The sample `name` with exactly these labels from the server's /metrics (0 if absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    sample = f"{name}{{{wanted}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    for _ in range(200):  # 10 s
+        if await asyncio.to_thread(check):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the metrics never showed it")
+
+
+async def test_the_metrics_show_watchers_events_and_lag(database_url: str) -> None:
+    settings = Settings(
+        address="127.0.0.1:0",
+        access_log=False,
+        metrics_address="127.0.0.1:0",
+        database=DatabaseSettings(url=database_url),
+        watch=WatchSettings(bookmark_interval=30.0),
+    )
+    running = await start_server(settings)
+    port = running.metrics_port
+    assert port is not None
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            call, _ = await _start_watch(_stub(channel))
+            await _until(lambda: _metric(port, "flowservice_watchers") == 1)
+            async with FlowClient(f"127.0.0.1:{running.port}") as client:
+                await client.create_flow("measured")
+            (event,) = await _take(call, 1)
+            assert _kind(event) == "created"
+            await _until(
+                lambda: _metric(port, "flowservice_watch_events_total", kind="created") == 1
+            )
+            assert _metric(port, "flowservice_watch_lag_seconds_count") >= 1
+            call.cancel()
+            await _until(lambda: _metric(port, "flowservice_watchers") == 0)
+    finally:
+        await running.stop(grace=None)
