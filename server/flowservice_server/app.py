@@ -26,6 +26,9 @@ from flowservice_server import observability, reflection, security
 from flowservice_server.changefeed import ChangeFeed
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
+from flowservice_server.http_gateway import HttpGateway, methods_of
+from flowservice_server.http_server import HttpListener, HttpStartupError
+from flowservice_server.inprocess import HandlerRegistry, InProcessCalls
 from flowservice_server.interceptors import ErrorStatusInterceptor
 from flowservice_server.servicer import FlowServiceServicer
 
@@ -67,10 +70,15 @@ class RunningServer:
     watcher: asyncio.Task[None]
     metrics_server: WSGIServer | None = None
     changefeed: ChangeFeed | None = None
+    http: HttpListener | None = None
 
     @property
     def metrics_port(self) -> int | None:
         return self.metrics_server.server_port if self.metrics_server else None
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http else None
 
     async def stop(self, grace: float | None) -> None:
         """Stop routing (NOT_SERVING), refuse new calls, drain the rest for `grace` s, close."""
@@ -78,7 +86,10 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         if self.changefeed is not None:  # watches never end by themselves: end them now
             await self.changefeed.close()
-        await self.server.stop(grace)
+        # Both listeners drain at once: HTTP calls are the same handlers' calls.
+        await asyncio.gather(
+            self.server.stop(grace), *([self.http.stop(grace)] if self.http else [])
+        )
         await self.database.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
@@ -142,6 +153,7 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
     """Open the database, then serve on `settings.address`; raises StartupError if it cannot."""
     database = await open_database(settings.database, migrate=settings.database.mode == "managed")
     metrics_server: WSGIServer | None = None
+    http: HttpListener | None = None
     try:
         metrics = observability.Metrics() if settings.metrics_address else None
         try:
@@ -152,18 +164,21 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
             interceptors=chain, options=grpc_options(settings.grpc, reuse_port=reuse_port)
         )
         changefeed = ChangeFeed.for_settings(database, settings, metrics)
-        flow_service_pb2_grpc.add_FlowServiceServicer_to_server(
-            FlowServiceServicer(database, changefeed), server
-        )
+        servicer = FlowServiceServicer(database, changefeed)
+        flow_service_pb2_grpc.add_FlowServiceServicer_to_server(servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable(server, (SERVICE_NAME, HEALTH_SERVICE_NAME))
         port = _bind(server, settings)
         if metrics is not None and not observability.in_worker_process():
             metrics_server = observability.serve_metrics(settings.metrics_address, metrics)
+        if settings.http_address:
+            http = await _start_http(settings, chain, servicer, reuse_port=reuse_port)
         await server.start()
         await _set_health(health_servicer, serving=True)
     except BaseException:
+        if http is not None:
+            await http.stop(0)
         await database.close()
         if metrics_server is not None:
             metrics_server.server_close()
@@ -173,8 +188,28 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
     )
     changefeed.start()
     return RunningServer(
-        server, port, health_servicer, database, watcher, metrics_server, changefeed
+        server, port, health_servicer, database, watcher, metrics_server, changefeed, http
     )
+
+
+async def _start_http(
+    settings: Settings, chain: list[Any], servicer: FlowServiceServicer, *, reuse_port: bool
+) -> HttpListener:
+    """The HTTP listener, calling the same handlers through the same interceptors."""
+    registry = HandlerRegistry()
+    flow_service_pb2_grpc.add_FlowServiceServicer_to_server(servicer, registry)  # type: ignore[arg-type]  # records the handlers, as grpc.aio.Server would
+    gateway = HttpGateway(
+        InProcessCalls(chain, registry.handlers),
+        methods_of([flow_service_pb2.DESCRIPTOR.services_by_name["FlowService"]]),
+        allowed_origins=settings.http_allowed_origins,
+        max_request_size=settings.grpc.max_receive_message_size + 5,  # + an envelope header
+    )
+    try:
+        return await HttpListener.start(
+            gateway, settings.http_address, settings.tls, reuse_port=reuse_port
+        )
+    except HttpStartupError as error:
+        raise StartupError(str(error)) from None
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:
@@ -247,6 +282,8 @@ async def serve(
         ready(running.port)
     else:
         log_listening(settings, running.port, workers=1)
+        if running.http_port is not None:
+            log_http_listening(settings, running.http_port)
         if running.metrics_port is not None:
             log.info("metrics on http://%s:%d/metrics", *_metrics_host_port(settings, running))
     await stopping.wait()
@@ -267,6 +304,12 @@ def log_listening(settings: Settings, port: int, *, workers: int) -> None:
         settings.database.mode,
         settings.database.url_for_logs,
     )
+
+
+def log_http_listening(settings: Settings, port: int) -> None:
+    scheme = "https" if settings.tls.enabled else "http"
+    host = settings.http_address.rpartition(":")[0]
+    log.info("Connect and gRPC-Web on %s://%s:%d", scheme, host, port)
 
 
 def _metrics_host_port(settings: Settings, running: RunningServer) -> tuple[str, int]:

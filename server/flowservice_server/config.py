@@ -113,6 +113,15 @@ def parse_optional_address(value: str) -> str:
     return parse_address(value) if value else ""
 
 
+def parse_origins(value: str) -> tuple[str, ...]:
+    """Browser origins (scheme://host[:port]) allowed to call over HTTP, or `*` for any."""
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError(f"{origin!r} is not an origin like https://app.example.com or *")
+    return origins
+
+
 def parse_path(value: str) -> str:
     """A file that must exist and be readable at start (certificates, token files)."""
     if not value:
@@ -333,6 +342,18 @@ class Settings:
     )
     access_log: bool = setting(
         True, parse_bool, "log one line per call: method, status, duration, peer (at INFO)"
+    )
+    http_address: str = setting(
+        "",
+        parse_optional_address,
+        "host:port for the same RPCs over HTTP: the Connect protocol (JSON and binary) and "
+        "gRPC-Web, for curl and browsers (TLS and tokens as for gRPC); empty: off",
+    )
+    http_allowed_origins: tuple[str, ...] = setting(
+        (),
+        parse_origins,
+        "browser origins allowed to call the HTTP address (CORS), comma-separated, or *; "
+        "empty: none",
     )
     metrics_address: str = setting(
         "",

@@ -159,6 +159,12 @@ class _Refused:
     error: FlowServiceError
 
 
+def refused_request(error: FlowServiceError) -> Any:
+    """What a deserializer gives for a request it refused; for requests decoded elsewhere
+    (JSON over HTTP), so their refusal takes the same path as undecodable gRPC bytes."""
+    return _Refused(error)
+
+
 def _decode_within_limits(
     method: str, deserializer: Callable[[bytes], Any] | None
 ) -> Callable[[bytes], Any] | None:
