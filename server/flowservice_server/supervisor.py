@@ -43,10 +43,18 @@ def run(settings: Settings) -> int:
     """Serve with `settings.workers` processes until a signal; the exit code."""
     asyncio.run(_prepare_database(settings))
     reservation, port = _reserve_port(settings.address)
+    http_reservation, http_port = (
+        _reserve_port(settings.http_address) if settings.http_address else (None, 0)
+    )
     metrics_directory = tempfile.TemporaryDirectory(prefix="flowservice-metrics-")
     os.environ[observability.MULTIPROCESS_DIRECTORY] = metrics_directory.name
     host = settings.address.rpartition(":")[0]
     worker_settings = dataclasses.replace(settings, address=f"{host}:{port}")
+    if settings.http_address:
+        http_host = settings.http_address.rpartition(":")[0]
+        worker_settings = dataclasses.replace(
+            worker_settings, http_address=f"{http_host}:{http_port}"
+        )
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -72,6 +80,8 @@ def run(settings: Settings) -> int:
             else None
         )
         app.log_listening(settings, port, workers=settings.workers)
+        if http_reservation is not None:
+            app.log_http_listening(settings, http_port)
         if metrics_server is not None:
             log.info("metrics on http://%s:%d/metrics", host, metrics_server.server_port)
         code = _supervise(workers, stopping, settings.grace_period)
@@ -80,6 +90,8 @@ def run(settings: Settings) -> int:
         return code
     finally:
         reservation.close()
+        if http_reservation is not None:
+            http_reservation.close()
         metrics_directory.cleanup()
 
 
