@@ -278,6 +278,15 @@ async def test_undecodable_bytes_are_refused_alike(any_backend_url: str) -> None
     assert json_answer.details[-1].value == answers["grpc"].details[-1].value  # same ErrorInfo
 
 
+async def test_an_unknown_json_field_is_refused_not_ignored(any_backend_url: str) -> None:
+    async with serving(any_backend_url) as running, callers(running) as by_transport:
+        answer = await by_transport["connect-json"].call(
+            "ReadFlows", b'{"flows": {"tags": {"all": ["x"]}}, "includeTotalSizes": true}'
+        )
+    assert answer.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "includeTotalSizes" in answer.message
+
+
 # --- what the HTTP side adds -------------------------------------------------------------
 
 

@@ -364,7 +364,12 @@ async def _disconnected(receive: Receive) -> None:
 
 
 def _start(status: int, content_type: str, cors: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    headers = [(b"content-type", content_type.encode()), *cors]
+    # nosniff: a browser may otherwise hold back a stream's first bytes to guess its type.
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        *cors,
+    ]
     return {"type": "http.response.start", "status": status, "headers": headers}
 
 

@@ -91,8 +91,9 @@ class Codec:
             return data
         message = message_class()
         try:
-            # Unknown fields are ignored, as the binary format ignores them.
-            json_format.Parse(data or b"{}", message, ignore_unknown_fields=True)
+            # An unknown field is refused, not ignored: in JSON it is far more often a
+            # misspelled name (a filter silently dropped) than a newer client's field.
+            json_format.Parse(data or b"{}", message)
         except (json_format.ParseError, UnicodeDecodeError) as error:
             return MalformedRequestError(f"the request is not valid JSON for this method: {error}")
         return message.SerializeToString()
