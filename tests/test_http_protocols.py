@@ -17,6 +17,7 @@ import http.client
 import json
 import logging
 import re
+import signal
 import ssl
 import struct
 import urllib.request
@@ -38,10 +39,12 @@ from flowservice_server.config import (
     settings_from,
 )
 from tests.http_transports import TRANSPORTS, Answer, GrpcCaller, HttpCaller, caller
+from tests.processes import start
 from tests.test_security import certificates  # noqa: F401  # a fixture
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+    from pathlib import Path
 
     from google.protobuf.message import Message
 
@@ -492,3 +495,32 @@ def test_the_http_address_and_origins_are_settings() -> None:
     assert settings_from([], {}).http_address == ""  # off by default
     with pytest.raises(SettingsError, match="origin"):
         settings_from(["--http-allowed-origins", "a.test"], {})
+
+
+async def test_workers_share_the_http_port_and_all_serve(tmp_path: Path) -> None:
+    process = await start(
+        ["--address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--workers", "2"],
+        tmp_path,
+        {"FLOWSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"},
+    )
+    try:
+        assert process.process.stderr is not None
+        found = None
+        while found is None:  # the HTTP address is logged right after the gRPC one
+            line = await asyncio.wait_for(process.process.stderr.readline(), timeout=30)
+            process.log.append(line.decode())
+            found = re.search(r"gRPC-Web on http://[\d.]+:(\d+)", line.decode())
+        port = int(found.group(1))
+        for number in range(24):  # a new connection each time: the kernel spreads them
+            answer = await HttpCaller(port, "connect-json").call(
+                "CreateFlow", pb.CreateFlowRequest(name=f"flow-{number}")
+            )
+            assert answer.code == grpc.StatusCode.OK
+        assert await process.stop() == 0
+    finally:
+        if process.process.returncode is None:
+            await process.stop(signal.SIGKILL)
+    access = [line for line in process.log if "flowservice.access" in line]
+    pids = {match.group(1) for line in access if (match := re.search(r"\[(\d+)\]", line))}
+    assert len(access) == 24
+    assert len(pids) == 2, "both workers should have served HTTP calls"
