@@ -177,7 +177,8 @@ async def test_describe_the_service_lists_every_rpc(any_backend_server: RunningS
     assert result.code == 0, result
     rpcs = re.findall(
         r"^  rpc (\w+) \( \.flowservice\.v1\.(\w+) \) "
-        r"returns \( (stream )?\.flowservice\.v1\.(\w+) \);$",
+        # `;`, or ` {` and the method's options (its google.api.http rule)
+        r"returns \( (stream )?\.flowservice\.v1\.(\w+) \)(?:;| \{)$",
         result.stdout,
         re.MULTILINE,
     )

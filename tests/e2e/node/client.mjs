@@ -32,6 +32,9 @@ setTimeout(() => {
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROTOS = path.resolve(HERE, '../../../protos');
+// google/api/annotations.proto and http.proto, which the service imports for its
+// HTTP rules.
+const GOOGLEAPIS = path.resolve(HERE, '../../../third_party/googleapis');
 const DEADLINE_MS = 10_000;
 
 // --- loading the contract ------------------------------------------------------
@@ -48,7 +51,7 @@ const DEADLINE_MS = 10_000;
 //                  set, in `kind` (used by fromStruct below).
 // Field names are camelCase (updateMask, flowRuns, startTime), as proto-loader
 // converts them unless keepCase is set. google/protobuf/*.proto are
-// proto-loader's own copies; only our directory needs naming.
+// proto-loader's own copies; our directory and the vendored google/api need naming.
 //
 // Beware: requests are converted with protobufjs' fromObject, which ignores
 // what it does not know instead of failing. A snake_case key copied from the
@@ -57,7 +60,7 @@ const DEADLINE_MS = 10_000;
 // ('FLOW_SORT_NAME_DSC') is sent as 0 (unspecified: the default order).
 // Hence the helpers below for the well-known types.
 const definition = protoLoader.loadSync('flowservice/v1/flow_service.proto', {
-  includeDirs: [PROTOS],
+  includeDirs: [PROTOS, GOOGLEAPIS],
   longs: String,
   enums: String,
   defaults: true,
