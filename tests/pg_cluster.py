@@ -97,9 +97,9 @@ def scratch_directory(prefix: str = "flowservice-pg-") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _run(command: list[str], **kwargs: object) -> None:
+def _run(command: list[str]) -> None:
     completed = subprocess.run(  # our own fixed commands
-        _as_owner(command), capture_output=True, text=True, check=False, **kwargs
+        _as_owner(command), capture_output=True, text=True, check=False
     )
     if completed.returncode != 0:
         raise RuntimeError(
