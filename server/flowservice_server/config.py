@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+from flowservice_server.cpus import usable_cpus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -318,9 +319,10 @@ class Settings:
         "127.0.0.1:50051", parse_address, "host:port to listen on; port 0 picks a free port"
     )
     workers: int = setting(
-        os.cpu_count() or 1,
+        usable_cpus(),
         parse_positive_count,
-        "server processes sharing the port (SO_REUSEPORT); the default is one per CPU",
+        "server processes sharing the port (SO_REUSEPORT); the default is one per CPU this "
+        "process may use (its affinity, capped by its cgroup's CPU quota)",
     )
     grace_period: float = setting(
         10.0,
