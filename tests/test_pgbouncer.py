@@ -110,7 +110,7 @@ async def _exercise(client: FlowClient, worker: int, errors: list[BaseException]
 
 
 async def _watch(client: FlowClient, seen: list[flow_service_pb2.WatchFlowsResponse]) -> None:
-    async for response in client.watch_flows():
+    async for response in client.watch_flows(send_initial_state=True):
         seen.append(response)
 
 
@@ -160,7 +160,7 @@ async def test_every_rpc_through_pgbouncer_in_transaction_mode_under_concurrency
             await watcher
         assert deleted <= gone
         kinds = {r.WhichOneof("event") for r in seen}
-        assert {"created", "updated", "deleted"} <= kinds
+        assert {"initial_state_done", "created", "updated", "deleted"} <= kinds
 
 
 async def test_without_the_pooler_setting_asyncpgs_prepared_statements_break(
