@@ -122,8 +122,12 @@ class PostgresCluster:
         self._logfile = self.directory.parent / f"{self.directory.name}.log"
 
     @classmethod
-    def create(cls, parent: Path, name: str = "primary") -> PostgresCluster:
-        """initdb a new primary that allows streaming replication from loopback."""
+    def create(cls, parent: Path, name: str = "primary", *, locale: str = "C") -> PostgresCluster:
+        """initdb a new primary that allows streaming replication from loopback.
+
+        `locale` decides collation and case folding; "C.UTF-8" folds non-ASCII
+        letters as Debian's default cluster does.
+        """
         bindir = postgres_bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL's server binaries are not installed")
@@ -141,7 +145,7 @@ class PostgresCluster:
                 "--no-instructions",
                 "-E",
                 "UTF8",
-                "--locale=C",
+                f"--locale={locale}",
             ]
         )
         cluster._configure(
@@ -234,6 +238,10 @@ class PostgresCluster:
     def running(self) -> bool:
         return (self.directory / "postmaster.pid").exists()
 
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
     def url(self, database: str = "postgres", driver: str = "postgresql+asyncpg") -> str:
         return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
 
@@ -241,15 +249,28 @@ class PostgresCluster:
         return self._logfile.read_text() if self._logfile.exists() else ""
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """A PostgreSQL server the tests did not start (FLOWSERVICE_TEST_POSTGRES_URL's)."""
+
+    host: str
+    port: int
+
+
 @dataclass
 class PgBouncer:
-    """A PgBouncer on a free loopback port in front of `upstream`, in transaction pooling mode."""
+    """A PgBouncer on a free loopback port in front of `upstream`, in transaction pooling mode.
 
-    upstream: PostgresCluster
+    Clients are trusted on loopback; `users` maps each role PgBouncer must know
+    to the password it logs in upstream with ("" where the upstream trusts it).
+    """
+
+    upstream: PostgresCluster | Upstream
     directory: Path
     port: int = field(default_factory=free_port)
     pool_mode: str = "transaction"
     pool_size: int = 20
+    users: dict[str, str] = field(default_factory=lambda: {"postgres": ""})
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -259,11 +280,11 @@ class PgBouncer:
         self.directory.mkdir(parents=True, exist_ok=True)
         _own(self.directory)
         users = self.directory / "userlist.txt"
-        users.write_text('"postgres" ""\n')
+        users.write_text("".join(f'"{name}" "{secret}"\n' for name, secret in self.users.items()))
         ini = self.directory / "pgbouncer.ini"
         ini.write_text(
             "[databases]\n"
-            f"* = host=127.0.0.1 port={self.upstream.port}\n"
+            f"* = host={self.upstream.host} port={self.upstream.port}\n"
             "[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {self.port}\n"

@@ -193,6 +193,17 @@ class DatabaseSettings:
         parse_seconds,
         "seconds a SQLite write waits for another process's lock before UNAVAILABLE",
     )
+    pooler: str = setting(
+        "none",
+        parse_choice("none", "pgbouncer"),
+        "none: the URL names PostgreSQL itself; pgbouncer: it names a pooler in transaction "
+        "mode (no prepared statements kept across transactions, no LISTEN: WatchFlows polls)",
+    )
+
+    @property
+    def behind_pooler(self) -> bool:
+        """Connections are a transaction pooler's: nothing may outlive a transaction on them."""
+        return self.pooler != "none"
 
     @property
     def url_for_logs(self) -> str:
@@ -440,6 +451,12 @@ def _check_combinations(settings: Settings) -> None:
         raise SettingsError(
             "--tls-client-ca-file (FLOWSERVICE_TLS_CLIENT_CA_FILE) needs TLS: "
             "set --tls-cert-file and --tls-key-file too"
+        )
+    database = settings.database
+    if database.behind_pooler and make_url(database.url).get_backend_name() != "postgresql":
+        raise SettingsError(
+            f"--database-pooler {database.pooler} (FLOWSERVICE_DATABASE_POOLER) is for a "
+            "PostgreSQL URL that names the pooler; SQLite has no pooler: leave it at none"
         )
     auth = settings.auth
     if (auth.tokens or auth.tokens_file) and not auth.accepted_tokens():
