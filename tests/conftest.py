@@ -5,9 +5,12 @@ cannot differ by backend uses `any_backend_server` or `any_backend_client`
 instead, which run once, on SQLite (see `any_backend_url`). The SQLite
 backend gets a fresh file per test, copied from a migrated template; the
 PostgreSQL backend gets one fresh database per session (dropped at the end)
-whose tables are emptied before each test. PostgreSQL tests skip, saying why,
-unless FLOWSERVICE_TEST_POSTGRES_URL names a server to use; CI sets it and
-fails if they skipped.
+whose tables are emptied before each test. The PostgreSQL server is the one
+FLOWSERVICE_TEST_POSTGRES_URL names (CI sets it); without it, a throwaway
+cluster this session starts itself where PostgreSQL's binaries are installed
+(`tests/pg_cluster.py`); elsewhere the PostgreSQL tests skip, saying why. The
+end of the run says how many tests ran and, grouped by reason, why the others
+skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
@@ -30,6 +34,14 @@ from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.factory import open_database
 from tests.factories import Seeder
 from tests.helpers import WriteBlocker, direct_engine, run_sync
+from tests.pg_cluster import (
+    PgBouncer,
+    PostgresCluster,
+    Upstream,
+    missing_postgres_reason,
+    pgbouncer_binary,
+    scratch_directory,
+)
 from tests.postgres import admin
 
 if TYPE_CHECKING:
@@ -63,14 +75,53 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url() -> str:
+def postgres_server_url() -> Iterator[str]:
+    """The PostgreSQL server's URL: the variable's, else a throwaway cluster of this session."""
     url = os.environ.get(POSTGRES_URL_VARIABLE)
-    if not url:
+    if url:
+        yield url
+        return
+    reason = missing_postgres_reason()
+    if reason is not None:
         pytest.skip(
-            f"PostgreSQL tests need a server: set {POSTGRES_URL_VARIABLE}, e.g. "
-            "postgresql+asyncpg://postgres@127.0.0.1:5432/test (CI does)"
+            f"PostgreSQL tests need PostgreSQL: {reason}; install them (Debian: postgresql) "
+            f"or set {POSTGRES_URL_VARIABLE}, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test"
         )
-    return url
+    with scratch_directory() as directory:
+        cluster = PostgresCluster.create(directory, locale="C.UTF-8")
+        cluster.start()
+        try:
+            yield cluster.url()
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server_url: str) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction pooling mode in front of the PostgreSQL server, few connections.
+
+    Three server connections for any number of clients: each of a server's
+    transactions may run on a different one, and one server connection serves
+    many clients' transactions in turn.
+    """
+    if pgbouncer_binary() is None:
+        pytest.skip("PgBouncer tests need pgbouncer installed (Debian: pgbouncer)")
+    url = sa.make_url(postgres_server_url)
+    user = url.username or "postgres"
+    upstream = Upstream(url.host or "127.0.0.1", url.port or 5432)
+    with scratch_directory("flowservice-pgbouncer-") as directory:
+        bouncer = PgBouncer(upstream, directory, pool_size=3, users={user: url.password or ""})
+        bouncer.start()
+        try:
+            yield bouncer
+        finally:
+            bouncer.stop()
+
+
+def through_pgbouncer(bouncer: PgBouncer, database_url: str) -> str:
+    """`database_url`'s database, reached through `bouncer`."""
+    url = sa.make_url(database_url)
+    return url.set(host="127.0.0.1", port=bouncer.port).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -192,3 +243,28 @@ async def blocker(database_url: str) -> AsyncIterator[WriteBlocker]:
     blocking = WriteBlocker(database_url)
     yield blocking
     await blocking.release()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line of what ran, then why the rest skipped, grouped by reason (most first)."""
+    stats = terminalreporter.stats
+    ran = sum(
+        1
+        for outcome in ("passed", "failed", "error", "xfailed", "xpassed")
+        for report in stats.get(outcome, [])
+        if getattr(report, "when", "call") == "call" or outcome == "error"
+    )
+    reasons: Counter[str] = Counter()
+    for report in stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    skipped = sum(reasons.values())
+    total = ran + skipped
+    if not total:
+        return
+    terminalreporter.write_sep("=", "what ran")
+    share = f" ({100 * ran // total} %)" if skipped else ""
+    terminalreporter.write_line(f"{ran} of {total} tests ran{share}; {skipped} skipped")
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"  {count:5d} skipped: {reason}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 FLOWSERVICE = str(Path(sys.executable).with_name("flowservice"))
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
@@ -58,9 +58,13 @@ async def run(args: list[str], cwd: Path, environ: Mapping[str, str]) -> tuple[i
     return await process.wait(), (stdout + stderr).decode()
 
 
-async def start(args: list[str], cwd: Path, environ: Mapping[str, str]) -> ServerProcess:
-    """Start `flowservice serve ARGS` and wait until it logs the port it listens on."""
+async def start(
+    args: list[str], cwd: Path, environ: Mapping[str, str], prefix: Sequence[str] = ()
+) -> ServerProcess:
+    """Start `flowservice serve ARGS` (run by `prefix`, e.g. taskset, if given) and wait
+    until it logs the port it listens on."""
     process = await asyncio.create_subprocess_exec(
+        *prefix,
         FLOWSERVICE,
         "serve",
         *args,

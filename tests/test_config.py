@@ -91,3 +91,16 @@ def test_database_pool_settings_are_read_and_checked() -> None:
         settings_from([], {"FLOWSERVICE_DATABASE_BUSY_TIMEOUT": "-1"})
     with pytest.raises(SettingsError, match="--database-pool-pre-ping"):
         settings_from(["--database-pool-pre-ping", "maybe"], {})
+
+
+def test_the_pooler_setting_names_pgbouncer_on_postgresql_only() -> None:
+    postgres = "postgresql://postgres@127.0.0.1:6432/flows"
+    assert not settings_from(["--database-url", postgres], {}).database.behind_pooler
+    behind = settings_from(
+        ["--database-url", postgres], {"FLOWSERVICE_DATABASE_POOLER": "pgbouncer"}
+    ).database
+    assert (behind.pooler, behind.behind_pooler) == ("pgbouncer", True)
+    with pytest.raises(SettingsError, match="--database-pooler / FLOWSERVICE_DATABASE_POOLER"):
+        settings_from(["--database-url", postgres, "--database-pooler", "pgpool"], {})
+    with pytest.raises(SettingsError, match="SQLite has no pooler"):
+        settings_from(["--database-pooler", "pgbouncer"], {})

@@ -89,8 +89,10 @@ async def _collect(call: Any) -> tuple[list[str], grpc.aio.AioRpcError | None]:
 
 
 def _count(metrics: observability.Metrics, method: str, code: str) -> float:
+    service, _, name = method.lstrip("/").partition("/")
+    labels = {"grpc_service": service, "grpc_method": name, "grpc_type": "server_stream"}
     value = metrics.registry.get_sample_value(
-        "flowservice_rpc_requests_total", {"method": method, "code": code}
+        "grpc_server_handled_total", {**labels, "grpc_code": code}
     )
     return value or 0.0
 

@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 
     from flowservice_server.app import RunningServer
 
+SERVICE = "flowservice.v1.FlowService"
 CREATE = "/flowservice.v1.FlowService/CreateFlow"
 READ = "/flowservice.v1.FlowService/ReadFlow"
+STREAM = "/flowservice.v1.FlowService/StreamFlows"
+WATCH = "/flowservice.v1.FlowService/WatchFlows"
 
 
 @pytest.fixture
@@ -73,13 +76,49 @@ async def test_metrics_report_the_calls_just_made(observed: RunningServer) -> No
             await client.read_flow(str(uuid.uuid4()))
     await asyncio.sleep(0.2)  # the pool is sampled every health-check interval
     metrics = await asyncio.to_thread(_scrape, observed.metrics_port)
-    requests = "flowservice_rpc_requests_total"
-    assert _value(metrics, requests, method=CREATE, code="OK") == 3
-    assert _value(metrics, requests, method=READ, code="NOT_FOUND") == 1
-    assert _value(metrics, "flowservice_rpc_duration_seconds_count", method=CREATE, code="OK") == 3
-    assert _value(metrics, "flowservice_rpc_duration_seconds_bucket", method=CREATE, le="+Inf") == 3
+    create = {"grpc_service": SERVICE, "grpc_method": "CreateFlow", "grpc_type": "unary"}
+    read = {"grpc_service": SERVICE, "grpc_method": "ReadFlow", "grpc_type": "unary"}
+    assert _value(metrics, "grpc_server_started_total", **create) == 3
+    assert _value(metrics, "grpc_server_started_total", **read) == 1
+    assert _value(metrics, "grpc_server_handled_total", **create, grpc_code="OK") == 3
+    assert _value(metrics, "grpc_server_handled_total", **read, grpc_code="NOT_FOUND") == 1
+    assert _value(metrics, "grpc_server_handled_total", **read, grpc_code="OK") == 0
+    assert _value(metrics, "grpc_server_handling_seconds_count", **create) == 3
+    assert _value(metrics, "grpc_server_handling_seconds_bucket", **create, le="+Inf") == 3
+    assert "# TYPE grpc_server_handling_seconds histogram" in metrics
     assert "flowservice_db_pool_connections" in metrics
     assert _value(metrics, "flowservice_db_pool_connections", state="idle") >= 1
+
+
+async def test_streaming_calls_reach_the_metrics_and_the_access_log(
+    observed: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """StreamFlows and WatchFlows go through the same interceptor as unary calls."""
+    assert observed.metrics_port is not None
+    async with FlowClient(f"127.0.0.1:{observed.port}") as client:
+        for number in range(3):
+            await client.create_flow(f"streamed-{number}")
+        with caplog.at_level(logging.INFO, logger="flowservice.access"):
+            streamed = [flow async for flow in client.stream_flows(batch_size=2)]
+            watch = client.watch_flows(send_initial_state=True)
+            await anext(watch)  # the first event: the stream is open and served
+            await watch.aclose()  # the client cancels the call
+            for _ in range(200):
+                lines = [r for r in caplog.records if r.name == "flowservice.access"]
+                if len(lines) == 2:
+                    break
+                await asyncio.sleep(0.01)
+    assert len(streamed) == 3
+    logged = {(r.fields["method"], r.fields["code"]) for r in lines}  # type: ignore[attr-defined]
+    assert logged == {(STREAM, "OK"), (WATCH, "CANCELLED")}
+    metrics = await asyncio.to_thread(_scrape, observed.metrics_port)
+    stream = {"grpc_service": SERVICE, "grpc_method": "StreamFlows", "grpc_type": "server_stream"}
+    watched = {"grpc_service": SERVICE, "grpc_method": "WatchFlows", "grpc_type": "server_stream"}
+    assert _value(metrics, "grpc_server_started_total", **stream) == 1
+    assert _value(metrics, "grpc_server_handled_total", **stream, grpc_code="OK") == 1
+    assert _value(metrics, "grpc_server_handling_seconds_count", **stream) == 1
+    assert _value(metrics, "grpc_server_started_total", **watched) == 1
+    assert _value(metrics, "grpc_server_handled_total", **watched, grpc_code="CANCELLED") == 1
 
 
 async def test_an_access_log_line_per_call(

@@ -24,9 +24,17 @@ SERVICE_NAME = "flowservice.v1.FlowService"
 
 #: Every FlowService method is safe to retry (see the service's proto comment),
 #: so the client retries UNAVAILABLE (database busy or briefly unreachable,
-#: server draining, a stream refused as its connection goes away) with
-#: exponential backoff.
+#: server draining or killed, a stream refused as its connection goes away)
+#: with exponential backoff. A retried DeleteFlow whose first attempt committed
+#: answers NOT_FOUND: the flow is gone either way.
+#:
+#: `round_robin` spreads calls over every address the target resolves to
+#: (`ipv4:127.0.0.1:50051,127.0.0.1:50052`, or `dns:///flowservice:50051` on
+#: a headless Service), one connection to each, and leaves out a server whose
+#: connection is down until it is back; a retry picks again, so it goes to a
+#: live server. One address: the same as gRPC's default `pick_first`.
 SERVICE_CONFIG: dict[str, Any] = {
+    "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
         {
             "name": [{"service": SERVICE_NAME}],
@@ -38,7 +46,7 @@ SERVICE_CONFIG: dict[str, Any] = {
                 "retryableStatusCodes": ["UNAVAILABLE"],
             },
         }
-    ]
+    ],
 }
 
 

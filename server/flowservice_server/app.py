@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = flow_service_pb2.DESCRIPTOR.services_by_name["FlowService"].full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+#: A health entry for liveness probes: SERVING from start to shutdown, whatever the
+#: database does. Restarting a server cannot bring its database back, so a
+#: liveness probe must not follow the entries that do ("" and SERVICE_NAME).
+LIVENESS_NAME = "liveness"
 
 
 class StartupError(Exception):
@@ -176,6 +180,7 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
             http = await _start_http(settings, chain, servicer, reuse_port=reuse_port)
         await server.start()
         await _set_health(health_servicer, serving=True)
+        await health_servicer.set(LIVENESS_NAME, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
         if http is not None:
             await http.stop(0)

@@ -17,6 +17,11 @@ to that process's watchers:
   `--watch-safety-poll-interval` (1 s) anyway, and every poll interval while
   the listening connection is down, so a missed notification delays a
   change but never loses it.
+* PostgreSQL behind a pooler in transaction mode (`--database-pooler`): no
+  LISTEN, which needs a session of its own that a pooler does not keep; the
+  feed polls as on SQLite, one primary-key range read per poll interval per
+  process, and only while the process has a watcher. A direct connection
+  around the pooler would give the pooler's connection limit a hole.
 
 The rows read are kept in a bounded ring (the most recent `RING_SIZE`), from
 which watchers without a filter take their events with no query. A watcher
@@ -329,10 +334,12 @@ class ChangeFeed:
         *,
         database_url: str,
         metrics: Metrics | None = None,
+        listen: bool = True,
     ) -> None:
         self._database = database
         self._settings = settings
         self._url = sa.make_url(database_url)
+        self._listen = listen and self._url.get_backend_name() == "postgresql"
         self._metrics = metrics
         self._watchers = 0
         self._closing = False
@@ -347,13 +354,19 @@ class ChangeFeed:
     def for_settings(
         cls, database: Database, settings: Settings, metrics: Metrics | None
     ) -> ChangeFeed:
-        return cls(database, settings.watch, database_url=settings.database.url, metrics=metrics)
+        return cls(
+            database,
+            settings.watch,
+            database_url=settings.database.url,
+            metrics=metrics,
+            listen=not settings.database.behind_pooler,
+        )
 
     def start(self) -> None:
         """Start the background tasks: reading new changes, listening, pruning."""
         self._tasks.append(asyncio.create_task(self._read_loop()))
         self._tasks.append(asyncio.create_task(self._prune_loop()))
-        if self._url.get_backend_name() == "postgresql":
+        if self._listen:
             self._tasks.append(asyncio.create_task(self._listen_loop()))
 
     async def close(self) -> None:

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     indexes.add_argument("action", choices=("add", "drop"), help="add the missing ones, or drop")
-    config.add_arguments(indexes, only={"database_url", "log_level"})
+    config.add_arguments(indexes, only={"database_url", "database_pooler", "log_level"})
     changefeed = commands.add_parser(
         "changefeed",
         help="enable or disable WatchFlows' change capture in a database a Prefect server owns",
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     changefeed.add_argument("action", choices=("add", "drop"), help="add, or drop")
-    config.add_arguments(changefeed, only={"database_url", "log_level"})
+    config.add_arguments(changefeed, only={"database_url", "database_pooler", "log_level"})
     return parser
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+from flowservice_server.cpus import usable_cpus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -201,6 +202,17 @@ class DatabaseSettings:
         parse_seconds,
         "seconds a SQLite write waits for another process's lock before UNAVAILABLE",
     )
+    pooler: str = setting(
+        "none",
+        parse_choice("none", "pgbouncer"),
+        "none: the URL names PostgreSQL itself; pgbouncer: it names a pooler in transaction "
+        "mode (no prepared statements kept across transactions, no LISTEN: WatchFlows polls)",
+    )
+
+    @property
+    def behind_pooler(self) -> bool:
+        """Connections are a transaction pooler's: nothing may outlive a transaction on them."""
+        return self.pooler != "none"
 
     @property
     def url_for_logs(self) -> str:
@@ -327,9 +339,10 @@ class Settings:
         "127.0.0.1:50051", parse_address, "host:port to listen on; port 0 picks a free port"
     )
     workers: int = setting(
-        os.cpu_count() or 1,
+        usable_cpus(),
         parse_positive_count,
-        "server processes sharing the port (SO_REUSEPORT); the default is one per CPU",
+        "server processes sharing the port (SO_REUSEPORT); the default is one per CPU this "
+        "process may use (its affinity, capped by its cgroup's CPU quota)",
     )
     grace_period: float = setting(
         10.0,
@@ -459,6 +472,12 @@ def _check_combinations(settings: Settings) -> None:
         raise SettingsError(
             "--tls-client-ca-file (FLOWSERVICE_TLS_CLIENT_CA_FILE) needs TLS: "
             "set --tls-cert-file and --tls-key-file too"
+        )
+    database = settings.database
+    if database.behind_pooler and make_url(database.url).get_backend_name() != "postgresql":
+        raise SettingsError(
+            f"--database-pooler {database.pooler} (FLOWSERVICE_DATABASE_POOLER) is for a "
+            "PostgreSQL URL that names the pooler; SQLite has no pooler: leave it at none"
         )
     auth = settings.auth
     if (auth.tokens or auth.tokens_file) and not auth.accepted_tokens():

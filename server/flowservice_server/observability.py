@@ -3,7 +3,8 @@
 - Logging goes to stderr as text or as one JSON object per line; the access
   log (logger `flowservice.access`, level INFO) says method, status, duration
   and peer of every call, and never what was asked (no names, no tokens).
-- Metrics use prometheus_client with a registry per server (several servers
+- Metrics use the standard gRPC server names and labels (`grpc_server_*`,
+  see `Metrics`) and prometheus_client with a registry per server (several servers
   may live in one test process). With several worker processes the values go
   through prometheus_client's multiprocess files and the supervisor serves
   their sum (PROMETHEUS_MULTIPROC_DIR).
@@ -79,21 +80,45 @@ def configure_logging(level: str, log_format: str) -> None:
 # --- metrics -----------------------------------------------------------------------
 
 
+#: The labels of the standard gRPC server metrics (go-grpc-prometheus, and the
+#: dashboards built on it): service, method and type of a call.
+CALL_LABELS = ("grpc_service", "grpc_method", "grpc_type")
+
+
+def call_labels(method: str, streaming: bool) -> tuple[str, str, str]:
+    """`/pkg.Service/Method` as the standard labels; `grpc_type` unary or server_stream."""
+    service, _, name = method.lstrip("/").partition("/")
+    return service, name, "server_stream" if streaming else "unary"
+
+
 class Metrics:
-    """Per-method, per-status request counts and latencies, database pool usage, and watches."""
+    """Calls under the standard gRPC server metric names; database pool usage; and watches.
+
+    `grpc_server_started_total`, `grpc_server_handled_total` (with
+    `grpc_code`) and the `grpc_server_handling_seconds` histogram carry the
+    names and labels that go-grpc-prometheus gives them, so the usual gRPC
+    dashboards and alerts read FlowService as they read any gRPC server.
+    FlowService's own metrics keep the `flowservice_` prefix.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "flowservice_rpc_requests",
-            "Calls handled, by method and status code.",
-            ["method", "code"],
+        self.started = Counter(
+            "grpc_server_started",
+            "Total number of RPCs started on the server.",
+            CALL_LABELS,
             registry=self.registry,
         )
-        self.latency = Histogram(
-            "flowservice_rpc_duration_seconds",
-            "Time from receiving a call to sending its status, by method and status code.",
-            ["method", "code"],
+        self.handled = Counter(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            (*CALL_LABELS, "grpc_code"),
+            registry=self.registry,
+        )
+        self.handling = Histogram(
+            "grpc_server_handling_seconds",
+            "Time from receiving a call to sending its status (a stream: its whole life).",
+            CALL_LABELS,
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -124,9 +149,12 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe(self, method: str, code: str, seconds: float) -> None:
-        self.requests.labels(method, code).inc()
-        self.latency.labels(method, code).observe(seconds)
+    def call_started(self, labels: tuple[str, str, str]) -> None:
+        self.started.labels(*labels).inc()
+
+    def call_handled(self, labels: tuple[str, str, str], code: str, seconds: float) -> None:
+        self.handled.labels(*labels, code).inc()
+        self.handling.labels(*labels).observe(seconds)
 
     def sample_pool(self, pool: Pool) -> None:
         # QueuePool's counters; other pools (none used today) report nothing.
@@ -206,6 +234,15 @@ class ObservabilityInterceptor(CallInterceptor):
         self._log = access_log_enabled
         self._metrics = metrics
         self._tracing = tracing
+        # Each method's metric labels, recorded when its handler is wrapped
+        # (once per method): the handler says whether the method streams.
+        self._labels: dict[str, tuple[str, str, str]] = {}
+
+    def _wrapped(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        self._labels[method] = call_labels(method, streaming=handler.unary_stream is not None)
+        return super()._wrapped(handler, method)
 
     @contextlib.asynccontextmanager
     async def scope(
@@ -214,6 +251,8 @@ class ObservabilityInterceptor(CallInterceptor):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         tracing = self._tracing
+        if self._metrics is not None:
+            self._metrics.call_started(self._labels[method])
         with tracing.span(method, context) if tracing else contextlib.nullcontext() as span:
             try:
                 yield
@@ -237,7 +276,7 @@ class ObservabilityInterceptor(CallInterceptor):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         if self._metrics is not None:
-            self._metrics.observe(method, code.name, seconds)
+            self._metrics.call_handled(self._labels[method], code.name, seconds)
         if self._log and access_log.isEnabledFor(logging.INFO):
             fields = {
                 "method": method,

@@ -6,8 +6,9 @@ virtualenv, installed on first use). Per backend (sqlite, postgresql) one
 Prefect server is started on a fresh database, which its own migrations
 create; the data set is written through its REST API once; then FlowService
 serves that same database in `prefect` mode, with the indexes `flowservice
-indexes add` gives it. The PostgreSQL backend also
-needs FLOWSERVICE_TEST_POSTGRES_URL, and skips, saying so, without it.
+indexes add` gives it. The PostgreSQL backend uses the tests' PostgreSQL
+server (`postgres_server_url`: FLOWSERVICE_TEST_POSTGRES_URL's, or a throwaway
+cluster), and skips, saying why, where there is none.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
 PREFECT_VARIABLE = "FLOWSERVICE_TEST_PREFECT"
-POSTGRES_URL_VARIABLE = "FLOWSERVICE_TEST_POSTGRES_URL"
 HERE = Path(__file__).parent
 T = TypeVar("T")
 
@@ -80,18 +80,13 @@ def prefect_executable() -> Path:
 
 @pytest.fixture(scope="session")
 def prefect_database(
-    prefect_backend: str, tmp_path_factory: pytest.TempPathFactory
+    prefect_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """A fresh, empty database for Prefect to create its schema in; dropped afterwards."""
     if prefect_backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('prefect-sqlite') / 'prefect.db'}"
         return
-    server_url = os.environ.get(POSTGRES_URL_VARIABLE)
-    if not server_url:
-        pytest.skip(
-            f"the PostgreSQL differential tests need a server: set {POSTGRES_URL_VARIABLE}, "
-            "e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-        )
+    server_url: str = request.getfixturevalue("postgres_server_url")  # skips where there is none
     name = f"prefect_diff_{uuid.uuid4().hex[:12]}"
     # C.UTF-8: byte-order names, as on SQLite, so one expected order serves both.
     run_sync(

@@ -26,13 +26,14 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66lowservice/v1/flow.proto\x12\x0e\x66lowservice.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x01\n\x04\x46low\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x07\x63reated\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\'\n\x06labels\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04\x65tag\x18\x07 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66lowservice/v1/flow.proto\x12\x0e\x66lowservice.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x01\n\x04\x46low\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x07\x63reated\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\'\n\x06labels\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04\x65tag\x18\x07 \x01(\tB\x90\x01\n\x12\x64\x65v.flowservice.v1B\tFlowProtoP\x01Z3flowservice.dev/gen/go/flowservice/v1;flowservicev1\xa2\x02\x03\x46VX\xaa\x02\x0e\x46lowService.V1\xca\x02\x0e\x46lowService\\V1\xea\x02\x0f\x46lowService::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flowservice.v1.flow_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\022dev.flowservice.v1B\tFlowProtoP\001Z3flowservice.dev/gen/go/flowservice/v1;flowservicev1\242\002\003FVX\252\002\016FlowService.V1\312\002\016FlowService\\V1\352\002\017FlowService::V1'
   _globals['_FLOW']._serialized_start=109
   _globals['_FLOW']._serialized_end=300
 # @@protoc_insertion_point(module_scope)

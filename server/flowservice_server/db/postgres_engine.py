@@ -7,6 +7,17 @@ whatever a dropped connection had begun.
 A stream (`Database.stream`) reads through a server-side cursor in one
 REPEATABLE READ, READ ONLY transaction: one snapshot for all its batches,
 each fetched when the caller asks for it.
+
+Everything a unit of work sets lasts only as long as its transaction (`SET
+LOCAL`, `SET TRANSACTION`, transaction-scoped advisory locks), so the same
+code runs through a pooler in transaction mode, such as PgBouncer, which
+hands the server connection to another client after each transaction. Only
+prepared statements would outlive one: asyncpg and SQLAlchemy's dialect keep
+named ones per connection, which on a pooler land on server connections that
+never prepared them, or collide with another client's of the same name.
+Behind a pooler (`--database-pooler`) both caches are off and every statement
+is prepared unnamed inside its own transaction, on the server connection
+that runs it.
 """
 
 from __future__ import annotations
@@ -53,6 +64,15 @@ def repeatable_read(connection: sa.Connection) -> None:
     connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
+def connect_args(settings: DatabaseSettings) -> dict[str, Any]:
+    """asyncpg's connect arguments; behind a pooler, no statement outlives its transaction."""
+    arguments: dict[str, Any] = {"timeout": settings.connect_timeout}
+    if settings.behind_pooler:
+        arguments["statement_cache_size"] = 0  # asyncpg's own named statements
+        arguments["prepared_statement_cache_size"] = 0  # SQLAlchemy's, on top of asyncpg
+    return arguments
+
+
 class PostgresDatabase(Database):
     def __init__(self, settings: DatabaseSettings) -> None:
         self.engine = create_async_engine(
@@ -62,7 +82,7 @@ class PostgresDatabase(Database):
             pool_timeout=settings.pool_timeout,
             pool_recycle=settings.pool_recycle or -1,
             pool_pre_ping=settings.pool_pre_ping,
-            connect_args={"timeout": settings.connect_timeout},
+            connect_args=connect_args(settings),
         )
 
     @property
