@@ -168,8 +168,12 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
             interceptors=chain, options=grpc_options(settings.grpc, reuse_port=reuse_port)
         )
         changefeed = ChangeFeed.for_settings(database, settings, metrics)
-        servicer = FlowServiceServicer(database, changefeed)
-        flow_service_pb2_grpc.add_FlowServiceServicer_to_server(servicer, server)
+        # Through a registry that passes the handlers on and keeps them for HTTP.
+        registry = HandlerRegistry(server)
+        flow_service_pb2_grpc.add_FlowServiceServicer_to_server(
+            FlowServiceServicer(database, changefeed),
+            registry,  # type: ignore[arg-type]  # it stands in for grpc.aio.Server here
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable(server, (SERVICE_NAME, HEALTH_SERVICE_NAME))
@@ -177,7 +181,7 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
         if metrics is not None and not observability.in_worker_process():
             metrics_server = observability.serve_metrics(settings.metrics_address, metrics)
         if settings.http_address:
-            http = await _start_http(settings, chain, servicer, reuse_port=reuse_port)
+            http = await _start_http(settings, chain, registry, reuse_port=reuse_port)
         await server.start()
         await _set_health(health_servicer, serving=True)
         await health_servicer.set(LIVENESS_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -198,13 +202,11 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
 
 
 async def _start_http(
-    settings: Settings, chain: list[Any], servicer: FlowServiceServicer, *, reuse_port: bool
+    settings: Settings, chain: list[Any], registry: HandlerRegistry, *, reuse_port: bool
 ) -> HttpListener:
     """The HTTP listener, calling the same handlers through the same interceptors."""
-    registry = HandlerRegistry()
-    flow_service_pb2_grpc.add_FlowServiceServicer_to_server(servicer, registry)  # type: ignore[arg-type]  # records the handlers, as grpc.aio.Server would
     gateway = HttpGateway(
-        InProcessCalls(chain, registry.handlers),
+        InProcessCalls(chain, registry),
         methods_of([flow_service_pb2.DESCRIPTOR.services_by_name["FlowService"]]),
         allowed_origins=settings.http_allowed_origins,
         max_request_size=settings.grpc.max_receive_message_size + 5,  # + an envelope header

@@ -60,17 +60,36 @@ class Failure(Exception):  # noqa: N818  # a call's outcome, not a programming e
 
 
 class HandlerRegistry:
-    """The method handlers a generated `add_…Servicer_to_server` registers, by path."""
+    """Stands in for the grpc.aio server where generated code registers a servicer.
 
-    def __init__(self) -> None:
-        self.handlers: dict[str, Handler] = {}
+    `add_…Servicer_to_server(servicer, registry)` registers through it: each
+    registration is passed on to the real server and kept, so HTTP calls reach
+    exactly the handlers (serializers included) that gRPC calls reach.
+    """
 
-    def add_generic_rpc_handlers(self, handlers: Iterable[Any]) -> None:
-        """Generated code also registers a generic handler; the method map below suffices."""
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server: Any = server
+        self._generic: list[grpc.GenericRpcHandler] = []
+        self._methods: dict[str, Handler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        handlers = tuple(handlers)
+        self._server.add_generic_rpc_handlers(handlers)
+        self._generic.extend(handlers)
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        self._server.add_registered_method_handlers(service, handlers)
         for name, handler in handlers.items():
-            self.handlers[f"/{service}/{name}"] = handler
+            self._methods[f"/{service}/{name}"] = handler
+
+    def lookup(self, details: CallDetails) -> Handler | None:
+        """The handler grpc.aio would find for the call: registered first, then generic."""
+        found = self._methods.get(details.method)
+        for generic in self._generic:
+            if found is not None:
+                break
+            found = generic.service(details)  # type: ignore[arg-type]  # the same two fields
+        return found
 
 
 @dataclass
@@ -170,17 +189,14 @@ def _unexpected(error: BaseException) -> Failure:
 class InProcessCalls:
     """Resolves a method through the interceptors, as grpc.aio does, and runs its handler."""
 
-    def __init__(self, interceptors: Sequence[Any], handlers: Mapping[str, Handler]) -> None:
+    def __init__(self, interceptors: Sequence[Any], registry: HandlerRegistry) -> None:
         self._interceptors = tuple(interceptors)
-        self._handlers = dict(handlers)
-
-    def knows(self, method: str) -> bool:
-        return method in self._handlers
+        self._registry = registry
 
     async def _resolve(self, details: CallDetails) -> Handler | None:
         async def through(index: int, call: Any) -> Handler | None:
             if index == len(self._interceptors):
-                return self._handlers.get(call.method)
+                return self._registry.lookup(call)
             continuation: Callable[[Any], Awaitable[Handler | None]] = lambda c: through(  # noqa: E731
                 index + 1, c
             )
@@ -237,17 +253,6 @@ class InProcessCalls:
                     yield self._bytes(handler, response)
             finally:
                 await produced.aclose()
-
-    def kind(self, method: str) -> str | None:
-        """ "unary", "server_stream", or None for a method not served over HTTP."""
-        handler = self._handlers.get(method)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            return "unary"
-        if handler.unary_stream is not None:
-            return "server_stream"
-        return None
 
 
 @contextlib.contextmanager
