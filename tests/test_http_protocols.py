@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import gzip
 import http.client
+import itertools
 import json
 import logging
 import re
 import signal
 import ssl
+import statistics
 import struct
 import time
 import urllib.request
@@ -259,12 +261,20 @@ async def test_a_watch_sees_a_write_over_every_transport(any_backend_url: str) -
             )
             for t, c in by_transport.items()
         }
-        await asyncio.sleep(0.5)  # every watch has begun
-        await by_transport["grpc"].call("CreateFlow", pb.CreateFlowRequest(name="seen"))
+        # A write before a watch has begun is not a change it sees: keep writing
+        # until every watch has seen one.
         async with asyncio.timeout(30):
-            for transport, watch in watches.items():
-                answer = await watch
-                assert answer.responses[-1].created.name == "seen", transport  # type: ignore[attr-defined]
+            for number in itertools.count():
+                await by_transport["grpc"].call(
+                    "CreateFlow", pb.CreateFlowRequest(name=f"seen-{number}")
+                )
+                await asyncio.wait(watches.values(), timeout=0.5)
+                if all(watch.done() for watch in watches.values()):
+                    break
+        for transport, watch in watches.items():
+            answer = watch.result()
+            assert answer.code == grpc.StatusCode.OK, transport
+            assert answer.responses[-1].created.name.startswith("seen-"), transport  # type: ignore[attr-defined]
 
 
 async def test_undecodable_bytes_are_refused_alike(any_backend_url: str) -> None:
@@ -476,7 +486,7 @@ async def test_draining_ends_http_streams_too(any_backend_url: str) -> None:
         for protocol in ("connect-json", "grpc-web")
     ]
     pending = [asyncio.ensure_future(w) for w in watchers]
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.0)  # the watches have begun
     async with asyncio.timeout(20):
         await running.stop(grace=10)
         answers = await asyncio.gather(*pending)
@@ -529,14 +539,15 @@ async def test_workers_share_the_http_port_and_all_serve(tmp_path: Path) -> None
 
 async def test_calls_on_a_kept_alive_connection_are_not_held_back(any_backend_url: str) -> None:
     """With Nagle's algorithm on the server's socket, every call after the first on a
-    connection waits for the client's delayed ACK (40 ms on Linux): 20 calls >= 0.8 s."""
+    connection waits for the client's delayed ACK: 40 ms on Linux, whatever the load."""
     async with serving(any_backend_url) as running:
 
-        def twenty_calls() -> float:
+        def timed_calls() -> list[float]:
             connection = http.client.HTTPConnection("127.0.0.1", running.http_port, timeout=30)
+            durations = []
             try:
-                started = time.perf_counter()
-                for _ in range(20):
+                for _ in range(21):
+                    started = time.perf_counter()
                     connection.request(
                         "POST",
                         "/flowservice.v1.FlowService/CountFlows",
@@ -544,9 +555,11 @@ async def test_calls_on_a_kept_alive_connection_are_not_held_back(any_backend_ur
                         {"content-type": "application/json"},
                     )
                     assert connection.getresponse().read() == b"{}"
-                return time.perf_counter() - started
+                    durations.append(time.perf_counter() - started)
+                return durations[1:]  # the calls on the kept-alive connection
             finally:
                 connection.close()
 
-        elapsed = await asyncio.to_thread(twenty_calls)
-    assert elapsed < 0.6, f"20 calls on one connection took {elapsed:.2f} s"
+        durations = await asyncio.to_thread(timed_calls)
+    median = statistics.median(durations)
+    assert median < 0.03, f"a call on a kept-alive connection takes {median * 1000:.0f} ms"
