@@ -443,6 +443,20 @@ async def test_gzip_requests_are_accepted(any_backend_url: str) -> None:
         assert answer.status == 200
 
 
+def _count_over_https(port: int, context: ssl.SSLContext) -> bytes:
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/flowservice.v1.FlowService/CountFlows",
+            b"{}",
+            {"content-type": "application/json"},
+        )
+        return connection.getresponse().read()
+    finally:
+        connection.close()
+
+
 async def test_https_when_tls_is_configured(
     any_backend_url: str,
     certificates: Certificates,  # noqa: F811  # the fixture imported above
@@ -452,25 +466,29 @@ async def test_https_when_tls_is_configured(
     )
     async with serving(any_backend_url, tls=tls) as running:
         context = ssl.create_default_context(cafile=str(certificates.ca))
-
-        def count() -> bytes:
-            connection = http.client.HTTPSConnection(
-                "127.0.0.1", running.http_port, context=context, timeout=30
-            )
-            try:
-                connection.request(
-                    "POST",
-                    "/flowservice.v1.FlowService/CountFlows",
-                    b"{}",
-                    {"content-type": "application/json"},
-                )
-                return connection.getresponse().read()
-            finally:
-                connection.close()
-
-        assert json.loads(await asyncio.to_thread(count)) == {}
+        port = running.http_port or 0
+        assert json.loads(await asyncio.to_thread(_count_over_https, port, context)) == {}
         with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
             await asyncio.to_thread(_post, running.http_port or 0, "/", b"", {})
+
+
+async def test_mutual_tls_asks_http_clients_for_a_certificate_too(
+    any_backend_url: str,
+    certificates: Certificates,  # noqa: F811  # the fixture imported above
+) -> None:
+    tls = TlsSettings(
+        cert_file=str(certificates.server_cert),
+        key_file=str(certificates.server_key),
+        client_ca_file=str(certificates.ca),
+    )
+    async with serving(any_backend_url, tls=tls) as running:
+        port = running.http_port or 0
+        anonymous = ssl.create_default_context(cafile=str(certificates.ca))
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            await asyncio.to_thread(_count_over_https, port, anonymous)
+        known = ssl.create_default_context(cafile=str(certificates.ca))
+        known.load_cert_chain(str(certificates.client_cert), str(certificates.client_key))
+        assert json.loads(await asyncio.to_thread(_count_over_https, port, known)) == {}
 
 
 async def test_draining_ends_http_streams_too(any_backend_url: str) -> None:
