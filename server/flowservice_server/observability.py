@@ -80,7 +80,8 @@ def configure_logging(level: str, log_format: str) -> None:
 
 
 class Metrics:
-    """Per-method, per-status request counts and latencies, database pool usage, and watches."""
+    """Per-method, per-status request counts and latencies, database pool usage, watches,
+    and reads by database target with each standby's state."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -123,6 +124,35 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+
+        # Read routing to hot standbys (db/replicas.py).
+        self.database_reads = Counter(
+            "flowservice_db_reads",
+            "Reads and streams served, by database target (primary, or a standby's host:port/db).",
+            ["target"],
+            registry=self.registry,
+        )
+        self.replica_lag = Gauge(
+            "flowservice_db_replica_lag_seconds",
+            "How far each hot standby's replay is behind, as last probed (+Inf: never reached).",
+            ["target"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.replica_up = Gauge(
+            "flowservice_db_replica_up",
+            "1 while a hot standby answers its probes and is in recovery, else 0.",
+            ["target"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+
+    def read_served(self, target: str) -> None:
+        self.database_reads.labels(target).inc()
+
+    def replica_state(self, target: str, *, up: bool, lag: float) -> None:
+        self.replica_up.labels(target).set(1 if up else 0)
+        self.replica_lag.labels(target).set(lag)
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         self.requests.labels(method, code).inc()
