@@ -287,11 +287,14 @@ def _label(replicas: int) -> str:
     return "1 standby" if replicas == 1 else f"{replicas} standbys"
 
 
-def _standby_share(before: dict[str, float], after: dict[str, float], reads: int) -> float:
-    """The share of `reads` that a standby served (the metrics count reads only with standbys)."""
+def _standby_share(before: dict[str, float], after: dict[str, float]) -> float:
+    """The share of reads between two scrapes that a standby served (warm-up included).
+
+    The metrics count reads by target only when there are standbys: none is 0.
+    """
     on_primary = after.get("primary", 0) - before.get("primary", 0)
     served = sum(after.values()) - sum(before.values())
-    return (served - on_primary) / reads if reads else 0.0
+    return (served - on_primary) / served if served else 0.0
 
 
 async def measure_throughput(
@@ -336,7 +339,7 @@ async def measure_throughput(
                 pids=pids,
             )
             after = reads_by_target(metrics_port)
-            values["on_standby"] = _standby_share(before, after, values["reads"])
+            values["on_standby"] = _standby_share(before, after)
             rows.append(Row(f"{name} | {_label(replicas)}", values))
     return rows
 
@@ -363,7 +366,7 @@ async def measure_read_after_write(
                 before = reads_by_target(port)
                 values = await read_after_write(stub, flow_id, args.rounds, with_token=with_token)
                 after = reads_by_target(port)
-                values["on_standby"] = _standby_share(before, after, args.rounds)
+                values["on_standby"] = _standby_share(before, after)
                 rows.append(Row(f"{label}, {variant}", values))
     finally:
         if apply_delay_ms:

@@ -141,8 +141,11 @@ async def test_a_write_answers_with_its_wal_position(cluster: Replicated) -> Non
             cluster.primary_url, f"SELECT '{positions[0]}'::pg_lsn <= pg_current_wal_lsn()"
         )
         assert reached
-        read = stub.ReadFlowByName(flow_service_pb2.ReadFlowByNameRequest(name="positioned"))
-        await read
+        read = stub.ReadFlowByName(
+            flow_service_pb2.ReadFlowByNameRequest(name="positioned"),
+            metadata=(("x-flowservice-min-lsn", positions[0]),),
+        )
+        assert (await read).flow.name == "positioned"  # reads answer no position of their own
         assert not [k for k, _ in await read.trailing_metadata() if k == "x-flowservice-lsn"]
 
 
@@ -360,3 +363,29 @@ def test_the_client_refuses_an_unknown_consistency() -> None:
     with pytest.raises(RpcError) as refused:
         FlowClientSync("127.0.0.1:1", consistency="strong")
     assert [v.field for v in refused.value.field_violations] == ["consistency"]
+
+
+async def test_reads_fail_over_at_once_when_the_standby_dies_between_probes(
+    cluster: Replicated,
+) -> None:
+    """The probe still thinks the standby is up: each kind of read finds it gone and moves on."""
+    async with (
+        serving_with_standby(cluster, probe_interval=3600) as running,
+        FlowClient(target(running), timeout=30, options=NO_RETRIES) as client,
+    ):
+        flow, _ = await client.create_flow("failing-over")
+        await wait_replayed(cluster)
+        assert (await client.read_flow(flow.id)).name == flow.name
+        assert reads_by_target(running) == {standby_target(cluster): 1.0}
+        await asyncio.to_thread(cluster.standby.stop, "immediate")
+        try:
+            only = {"name": {"any": [flow.name]}}
+            assert [f.name async for f in client.stream_flows(flows=only)] == [flow.name]
+            assert (
+                await client.read_flows_page(flows=only, include_total_size=True)
+            ).total_size == 1
+            assert await client.count_flows(flows=only) == 1
+            assert (await client.read_flow(flow.id)).name == flow.name
+            assert reads_by_target(running) == {standby_target(cluster): 1.0, "primary": 4.0}
+        finally:
+            await asyncio.to_thread(cluster.standby.start)

@@ -213,8 +213,12 @@ def _connection_failed(error: BaseException) -> bool:
     """A failure of the standby rather than of the read: the read may go elsewhere.
 
     Refused or lost connections, a server shutting down or starting, and a
-    query a standby cancelled to replay (a recovery conflict) all qualify.
+    query a standby cancelled to replay (a recovery conflict) all qualify;
+    the call's own deadline passing (a built-in TimeoutError, which is an
+    OSError) does not: the next target would have no time left either.
     """
+    if isinstance(error, TimeoutError):
+        return False
     return classify(error) is Failure.UNAVAILABLE or (
         getattr(getattr(error, "orig", None), "sqlstate", None) == "40001"
     )
