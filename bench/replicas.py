@@ -468,7 +468,26 @@ def section(
             f"{_fmt(v['mean_ms'], 2)} | {v['stale']} of {args.rounds} | "
             f"{100 * v['on_standby']:.0f} % |"
         )
-    lines += ["", "<!-- bench:replicas:end -->"]
+    lines += [
+        "",
+        "What two cores can and cannot show:",
+        "",
+        "- **No scale-out.** Both modes give the databases the same single core, so a "
+        "standby cannot add read capacity here; with a standby on its own machine the "
+        "primary's share below is what it no longer spends. The load of other processes on "
+        "this shared machine moves reads/s between runs of the same mode by large factors: "
+        "compare modes by the CPU columns, not by one reads/s figure.",
+        "- **Where reads' database CPU goes**: with a standby the primary spends nothing on "
+        "reads (its health probes aside), the standby what the primary spent before.",
+        "- **What routing costs FlowService**: the FlowService CPU column, with and without "
+        "a standby (the per-standby probe runs once per interval, not per read).",
+        "- **Read-your-writes**: a read with the token waits until the standby has replayed "
+        "the write (polled every 2 ms while any read waits), so it costs about the "
+        "replication delay; without the token the same standby can answer with the state "
+        "before the write (`stale`), as the delayed rows show.",
+        "",
+        "<!-- bench:replicas:end -->",
+    ]
     return "\n".join(lines)
 
 

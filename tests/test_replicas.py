@@ -137,13 +137,14 @@ async def test_a_write_answers_with_its_wal_position(cluster: Replicated) -> Non
         await call
         positions = [v for k, v in await call.trailing_metadata() if k == "x-flowservice-lsn"]
         assert len(positions) == 1
+        position = positions[0] if isinstance(positions[0], str) else positions[0].decode()
         [(reached,)] = await query(
-            cluster.primary_url, f"SELECT '{positions[0]}'::pg_lsn <= pg_current_wal_lsn()"
+            cluster.primary_url, f"SELECT '{position}'::pg_lsn <= pg_current_wal_lsn()"
         )
         assert reached
         read = stub.ReadFlowByName(
             flow_service_pb2.ReadFlowByNameRequest(name="positioned"),
-            metadata=(("x-flowservice-min-lsn", positions[0]),),
+            metadata=(("x-flowservice-min-lsn", position),),
         )
         assert (await read).flow.name == "positioned"  # reads answer no position of their own
         assert not [k for k, _ in await read.trailing_metadata() if k == "x-flowservice-lsn"]
