@@ -147,14 +147,26 @@ class Standby:
     replay_lsn: int = 0
     _waiters: list[tuple[int, asyncio.Future[bool]]] = field(default_factory=list)
     _poller: asyncio.Task[None] | None = None
+    _told: bool = False  # whether the first probe's outcome was logged
 
     def usable(self, max_lag: float) -> bool:
         return self.up and self.lag <= max_lag
 
     def mark_down(self, reason: str) -> None:
-        if self.up:
-            log.warning("standby %s skipped until it answers again: %s", self.name, reason)
+        """Send no reads here until a probe finds it fit; say so once per outage."""
+        if self.up or not self._told:
+            log.warning("standby %s gets no reads until it answers again: %s", self.name, reason)
         self.up = False
+        self._told = True
+
+    def mark_up(self, state: StandbyState) -> None:
+        """A probe found it answering and in recovery: reads may come while it keeps up."""
+        if not self.up:
+            log.info("standby %s serves reads (lag %.3fs)", self.name, state.lag)
+        self.up = True
+        self._told = True
+        self.lag = state.lag
+        self.replay_lsn = max(self.replay_lsn, state.replay_lsn)
 
     async def replayed(self, position: int, wait: float) -> bool:
         """Whether this standby has replayed `position`, waiting up to `wait` seconds for it."""
@@ -384,11 +396,7 @@ class ReplicatedDatabase(Database):
             if not state.in_recovery:
                 standby.mark_down("it is not in recovery (promoted?): not a standby of the primary")
             else:
-                if not standby.up:
-                    log.info("standby %s serves reads (lag %.3fs)", standby.name, state.lag)
-                standby.up = True
-                standby.lag = state.lag
-                standby.replay_lsn = max(standby.replay_lsn, state.replay_lsn)
+                standby.mark_up(state)
         if self.observer is not None:
             self.observer.replica_state(standby.name, up=standby.up, lag=standby.lag)
 
