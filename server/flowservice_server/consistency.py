@@ -76,4 +76,7 @@ class ConsistencyInterceptor(CallInterceptor):
                     ((WRITTEN_POSITION_KEY, format_lsn(positions.written_lsn)),)
                 )
         finally:
-            call_positions.reset(reset)
+            # A stream that gRPC closes by finalizing its generator ends in another
+            # context, where this reset cannot apply; that context dies with its task.
+            with contextlib.suppress(ValueError):
+                call_positions.reset(reset)
