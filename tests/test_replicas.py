@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -400,7 +400,7 @@ async def test_streams_cancelled_by_the_client_end_cleanly(
     async with grpc.aio.insecure_channel(target(any_backend_server)) as channel:
         stub = flow_service_pb2_grpc.FlowServiceStub(channel)
         first = stub.WatchFlows(flow_service_pb2.WatchFlowsRequest(send_initial_state=True))
-        token = (await first.read()).resume_token  # an empty database: initial_state_done
+        token = await _next_token(first)  # an empty database: initial_state_done
         first.cancel()
         batch = flow_service_pb2.BatchCreateFlowsRequest(
             requests=[flow_service_pb2.CreateFlowRequest(name=f"watched-{i}") for i in range(200)]
@@ -409,7 +409,13 @@ async def test_streams_cancelled_by_the_client_end_cleanly(
         for _ in range(20):  # resume, take a few changes, hang up while more are on their way
             call = stub.WatchFlows(flow_service_pb2.WatchFlowsRequest(resume_token=token))
             for _ in range(5):
-                token = (await call.read()).resume_token
+                token = await _next_token(call)
             call.cancel()
         await asyncio.sleep(0.5)  # the server finishes the cancelled calls
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+async def _next_token(call: grpc.aio.UnaryStreamCall[Any, Any]) -> str:
+    response = await call.read()
+    assert isinstance(response, flow_service_pb2.WatchFlowsResponse)
+    return response.resume_token
