@@ -104,3 +104,59 @@ def test_the_pooler_setting_names_pgbouncer_on_postgresql_only() -> None:
         settings_from(["--database-url", postgres, "--database-pooler", "pgpool"], {})
     with pytest.raises(SettingsError, match="SQLite has no pooler"):
         settings_from(["--database-pooler", "pgbouncer"], {})
+
+
+def test_read_urls_come_from_a_repeated_flag_or_a_comma_list() -> None:
+    primary = ["--database-url", "postgresql://u@primary/flows"]
+    repeated = settings_from(
+        [
+            *primary,
+            *("--database-read-url", "postgresql://u:s3cret@a/flows"),
+            *("--database-read-url", "postgres://u@b:5433/flows"),
+        ],
+        {},
+    )
+    listed = settings_from(
+        primary,
+        {
+            "FLOWSERVICE_DATABASE_READ_URLS": "postgresql://u:s3cret@a/flows, postgres://u@b:5433/flows"
+        },
+    )
+    expected = (
+        "postgresql+asyncpg://u:s3cret@a/flows",
+        "postgresql+asyncpg://u@b:5433/flows",
+    )
+    assert repeated.database.read_urls == listed.database.read_urls == expected
+    assert "s3cret" not in repr(repeated)
+    assert repeated.database.read_urls_for_logs == (
+        "postgresql+asyncpg://u:***@a/flows",
+        "postgresql+asyncpg://u@b:5433/flows",
+    )
+    assert settings_from(primary, {}).database.read_urls == ()
+
+
+def test_replica_settings_are_read_and_checked() -> None:
+    settings = settings_from(
+        ["--database-max-replica-lag", "2.5", "--database-replica-wait", "0.1"],
+        {"FLOWSERVICE_DATABASE_REPLICA_PROBE_INTERVAL": "0.5"},
+    )
+    database = settings.database
+    assert (database.max_replica_lag, database.replica_wait, database.replica_probe_interval) == (
+        2.5,
+        0.1,
+        0.5,
+    )
+    with pytest.raises(SettingsError, match="--database-max-replica-lag"):
+        settings_from(["--database-max-replica-lag", "-1"], {})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--database-read-url", "sqlite:///x.db"], "PostgreSQL hot standbys"),
+        (["--database-read-url", "postgresql://u@b/flows"], "PostgreSQL primary"),
+    ],
+)
+def test_read_urls_need_postgresql_on_both_sides(argv: list[str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        settings_from(argv, {})

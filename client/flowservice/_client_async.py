@@ -47,6 +47,11 @@ class FlowClient:
     within `retry_budget` (gRPC's `retryThrottling`; None: no budget).
     `from_env()` builds one from FLOWSERVICE_* variables.
 
+    `consistency="read_your_writes"`: every read sees this client's own
+    earlier writes, even when the server reads from PostgreSQL hot standbys
+    that lag behind (see `flowservice._shared.Consistency`); the default,
+    `"eventual"`, lets a standby answer with what it has replayed.
+
     The read and count methods also take Prefect's keywords (`flow_filter`,
     `flow_run_filter`, `task_run_filter`, `deployment_filter`,
     `work_pool_filter`) and shapes (its JSON with `any_`, `"operator": "and_"`,
@@ -65,6 +70,7 @@ class FlowClient:
         options: Sequence[tuple[str, Any]] = (),
         wait_for_ready: bool = True,
         retry_budget: RetryBudget | None = _shared.DEFAULT_RETRY_BUDGET,
+        consistency: str = "eventual",
     ) -> None:
         opts = _shared.channel_options(options, retry_budget=retry_budget)
         self._wait_for_ready = wait_for_ready
@@ -75,6 +81,7 @@ class FlowClient:
         )
         self._stub = flow_service_pb2_grpc.FlowServiceStub(self._channel)
         self._metadata = _shared.call_metadata(token)
+        self._consistency = _shared.Consistency(consistency)
         self._timeout = timeout
 
     @classmethod
@@ -88,6 +95,7 @@ class FlowClient:
         options: Sequence[tuple[str, Any]] = (),
         wait_for_ready: bool = True,
         retry_budget: RetryBudget | None = _shared.DEFAULT_RETRY_BUDGET,
+        consistency: str = "eventual",
     ) -> FlowClient:
         """A client configured by the environment; a keyword given here wins over it.
 
@@ -107,6 +115,7 @@ class FlowClient:
             options=options,
             wait_for_ready=wait_for_ready,
             retry_budget=retry_budget,
+            consistency=consistency,
         )
 
     async def __aenter__(self) -> FlowClient:
@@ -133,12 +142,16 @@ class FlowClient:
         timeout: float | None = None,
     ) -> Resp:
         try:
-            return await method(
+            call = method(
                 request,
-                metadata=self._metadata,
+                metadata=self._consistency.metadata(self._metadata),
                 timeout=self._deadline(timeout),
                 wait_for_ready=self._wait_for_ready,
             )
+            response = await call
+            if self._consistency.enabled:
+                self._consistency.seen(await call.trailing_metadata())
+            return response
         except grpc.aio.AioRpcError as error:
             raise from_failed_call(error) from None
 
@@ -344,7 +357,7 @@ class FlowClient:
         request = _shared.stream_flows_request(filters, sort, limit, batch_size)
         call = self._stub.StreamFlows(
             request,
-            metadata=self._metadata,
+            metadata=self._consistency.metadata(self._metadata),
             timeout=self._deadline(timeout),
             wait_for_ready=self._wait_for_ready,
         )
@@ -478,7 +491,9 @@ class FlowClient:
         )
         while True:
             call = self._stub.WatchFlows(
-                resumer.request(), metadata=self._metadata, wait_for_ready=self._wait_for_ready
+                resumer.request(),
+                metadata=self._consistency.metadata(self._metadata),
+                wait_for_ready=self._wait_for_ready,
             )
             try:
                 async for response in call:

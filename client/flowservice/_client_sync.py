@@ -46,6 +46,11 @@ class FlowClientSync:
     within `retry_budget` (gRPC's `retryThrottling`; None: no budget).
     `from_env()` builds one from FLOWSERVICE_* variables.
 
+    `consistency="read_your_writes"`: every read sees this client's own
+    earlier writes, even when the server reads from PostgreSQL hot standbys
+    that lag behind (see `flowservice._shared.Consistency`); the default,
+    `"eventual"`, lets a standby answer with what it has replayed.
+
     The read and count methods also take Prefect's keywords (`flow_filter`,
     `flow_run_filter`, `task_run_filter`, `deployment_filter`,
     `work_pool_filter`) and shapes (its JSON with `any_`, `"operator": "and_"`,
@@ -64,6 +69,7 @@ class FlowClientSync:
         options: Sequence[tuple[str, Any]] = (),
         wait_for_ready: bool = True,
         retry_budget: RetryBudget | None = _shared.DEFAULT_RETRY_BUDGET,
+        consistency: str = "eventual",
     ) -> None:
         opts = _shared.channel_options(options, retry_budget=retry_budget)
         self._wait_for_ready = wait_for_ready
@@ -74,6 +80,7 @@ class FlowClientSync:
         )
         self._stub = flow_service_pb2_grpc.FlowServiceStub(self._channel)
         self._metadata = _shared.call_metadata(token)
+        self._consistency = _shared.Consistency(consistency)
         self._timeout = timeout
 
     @classmethod
@@ -87,6 +94,7 @@ class FlowClientSync:
         options: Sequence[tuple[str, Any]] = (),
         wait_for_ready: bool = True,
         retry_budget: RetryBudget | None = _shared.DEFAULT_RETRY_BUDGET,
+        consistency: str = "eventual",
     ) -> FlowClientSync:
         """A client configured by the environment; a keyword given here wins over it.
 
@@ -106,6 +114,7 @@ class FlowClientSync:
             options=options,
             wait_for_ready=wait_for_ready,
             retry_budget=retry_budget,
+            consistency=consistency,
         )
 
     def __enter__(self) -> FlowClientSync:
@@ -132,12 +141,21 @@ class FlowClientSync:
         timeout: float | None = None,
     ) -> Resp:
         try:
-            return method(
+            if not self._consistency.enabled:
+                return method(
+                    request,
+                    metadata=self._metadata,
+                    timeout=self._deadline(timeout),
+                    wait_for_ready=self._wait_for_ready,
+                )
+            response, call = method.with_call(
                 request,
-                metadata=self._metadata,
+                metadata=self._consistency.metadata(self._metadata),
                 timeout=self._deadline(timeout),
                 wait_for_ready=self._wait_for_ready,
             )
+            self._consistency.seen(call.trailing_metadata())
+            return response
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call):  # what a failed unary call raises
                 raise from_failed_call(error) from None
@@ -344,7 +362,7 @@ class FlowClientSync:
         request = _shared.stream_flows_request(filters, sort, limit, batch_size)
         call = self._stub.StreamFlows(
             request,
-            metadata=self._metadata,
+            metadata=self._consistency.metadata(self._metadata),
             timeout=self._deadline(timeout),
             wait_for_ready=self._wait_for_ready,
         )
@@ -477,7 +495,9 @@ class FlowClientSync:
         )
         while True:
             call = self._stub.WatchFlows(
-                resumer.request(), metadata=self._metadata, wait_for_ready=self._wait_for_ready
+                resumer.request(),
+                metadata=self._consistency.metadata(self._metadata),
+                wait_for_ready=self._wait_for_ready,
             )
             try:
                 for response in call:

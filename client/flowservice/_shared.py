@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
@@ -178,6 +179,68 @@ def _read(path: str | None) -> bytes | None:
 def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     """Per-call metadata: the bearer token when one is configured."""
     return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+#: Read-your-writes (see `Consistency`): a write's position, and a read's minimum.
+WRITTEN_POSITION_KEY = "x-flowservice-lsn"
+MIN_POSITION_KEY = "x-flowservice-min-lsn"
+CONSISTENCY_CHOICES = ("eventual", "read_your_writes")
+
+
+def _position(text: str) -> int | None:
+    """A WAL position in PostgreSQL's text form (`16/B374D848`) as a number, or None."""
+    high, slash, low = text.partition("/")
+    try:
+        return int(high, 16) << 32 | int(low, 16) if slash else None
+    except ValueError:
+        return None
+
+
+class Consistency:
+    """What the client's reads must see.
+
+    `eventual` (the default): whatever the server picks, a standby's reads may
+    lag behind this client's own writes. `read_your_writes`: the client keeps
+    the highest WAL position its writes' answers carried (trailing metadata
+    `x-flowservice-lsn`) and sends it with every later call
+    (`x-flowservice-min-lsn`), so no read misses a write this client made.
+    Shared by the threads or tasks using one client.
+    """
+
+    def __init__(self, mode: str) -> None:
+        if mode not in CONSISTENCY_CHOICES:
+            raise invalid_argument(
+                "consistency", f"{mode!r} is not one of {', '.join(CONSISTENCY_CHOICES)}"
+            )
+        self.enabled = mode == "read_your_writes"
+        self._lock = threading.Lock()
+        self._highest: tuple[int, str] | None = None
+
+    @property
+    def token(self) -> str | None:
+        """The highest position seen so far, as the server wrote it."""
+        highest = self._highest
+        return None if highest is None else highest[1]
+
+    def metadata(self, base: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        """`base` plus the minimum position, once a write has returned one."""
+        token = self.token if self.enabled else None
+        return base if token is None else (*base, (MIN_POSITION_KEY, token))
+
+    def seen(self, trailing_metadata: Any) -> None:
+        """Remember the position an answer's trailing metadata carries, if it is the highest."""
+        if not self.enabled:
+            return
+        for key, value in trailing_metadata or ():
+            if key != WRITTEN_POSITION_KEY:
+                continue
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            position = _position(text)
+            if position is None:
+                continue
+            with self._lock:
+                if self._highest is None or position > self._highest[0]:
+                    self._highest = (position, text)
 
 
 def any_of(*values: str) -> struct_pb2.ListValue:

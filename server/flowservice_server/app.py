@@ -22,13 +22,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.exc import DBAPIError
 
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
-from flowservice_server import observability, reflection, security
+from flowservice_server import consistency, observability, reflection, security
 from flowservice_server.changefeed import ChangeFeed
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
 from flowservice_server.http_gateway import HttpGateway, methods_of
 from flowservice_server.http_server import HttpListener, HttpStartupError
 from flowservice_server.inprocess import HandlerRegistry, InProcessCalls
+from flowservice_server.db.replicas import ReplicatedDatabase, primary_of
 from flowservice_server.interceptors import ErrorStatusInterceptor
 from flowservice_server.servicer import FlowServiceServicer
 
@@ -150,6 +151,7 @@ def interceptors(settings: Settings, metrics: observability.Metrics | None) -> l
             )
         )
     chain.append(ErrorStatusInterceptor())
+    chain.append(consistency.ConsistencyInterceptor())
     return chain
 
 
@@ -167,7 +169,8 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
         server = grpc.aio.server(
             interceptors=chain, options=grpc_options(settings.grpc, reuse_port=reuse_port)
         )
-        changefeed = ChangeFeed.for_settings(database, settings, metrics)
+        # The change feed LISTENs and must agree with its resume positions: primary only.
+        changefeed = ChangeFeed.for_settings(primary_of(database), settings, metrics)
         # Through a registry that passes the handlers on and keeps them for HTTP.
         registry = HandlerRegistry(server)
         flow_service_pb2_grpc.add_FlowServiceServicer_to_server(
@@ -192,6 +195,9 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
         if metrics_server is not None:
             metrics_server.server_close()
         raise
+    if isinstance(database, ReplicatedDatabase):
+        database.observer = metrics
+        database.start()
     watcher = asyncio.create_task(
         watch_database(database, health_servicer, settings.health_check_interval, metrics)
     )
@@ -311,6 +317,8 @@ def log_listening(settings: Settings, port: int, *, workers: int) -> None:
         settings.database.mode,
         settings.database.url_for_logs,
     )
+    for standby in settings.database.read_urls_for_logs:
+        log.info("reads go to the hot standby %s while it keeps up", standby)
 
 
 def log_http_listening(settings: Settings, port: int) -> None:

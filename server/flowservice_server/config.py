@@ -92,6 +92,14 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+def parse_database_urls(value: str) -> tuple[str, ...]:
+    """PostgreSQL URLs separated by commas (a repeated flag arrives joined by commas)."""
+    urls = tuple(parse_database_url(url.strip()) for url in value.split(",") if url.strip())
+    if any(make_url(url).get_backend_name() != "postgresql" for url in urls):
+        raise ValueError("read URLs name PostgreSQL hot standbys (postgresql://…)")
+    return urls
+
+
 def parse_bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -143,14 +151,30 @@ def parse_tokens(value: str) -> tuple[str, ...]:
 
 
 def setting(
-    default: Any, parse: Callable[[str], Any], help: str, *, flag: bool = True, **extra: Any
+    default: Any,
+    parse: Callable[[str], Any],
+    help: str,
+    *,
+    flag: bool = True,
+    repeatable: bool = False,
+    flag_name: str = "",
+    **extra: Any,
 ) -> Any:
     """A dataclass field that is also a variable and (unless `flag=False`) a flag.
 
     `help` feeds `serve --help`. Secrets are environment-only (`flag=False`):
-    a flag would show them to anyone who can list processes.
+    a flag would show them to anyone who can list processes. A `repeatable`
+    flag may be given several times; its values reach `parse` joined by commas.
+    `flag_name` spells the flag when the field's name does not read well as
+    one (a repeatable flag names one item).
     """
-    metadata = {"parse": parse, "help": help, "flag": flag}
+    metadata = {
+        "parse": parse,
+        "help": help,
+        "flag": flag,
+        "repeatable": repeatable,
+        "flag_name": flag_name,
+    }
     return field(default=default, metadata=metadata, **extra)
 
 
@@ -214,9 +238,39 @@ class DatabaseSettings:
         """Connections are a transaction pooler's: nothing may outlive a transaction on them."""
         return self.pooler != "none"
 
+    read_urls: tuple[str, ...] = setting(
+        (),
+        parse_database_urls,
+        "PostgreSQL hot standbys of the database that serve reads (repeatable, or a comma "
+        "list); writes, and reads no standby can serve, go to --database-url",
+        repeatable=True,
+        flag_name="--database-read-url",
+        repr=False,  # may hold passwords; see `read_urls_for_logs`
+    )
+    max_replica_lag: float = setting(
+        5.0,
+        parse_seconds,
+        "seconds a standby may lag behind before its reads go to another standby or the primary",
+    )
+    replica_wait: float = setting(
+        0.5,
+        parse_seconds,
+        "seconds a read carrying a consistency token waits for a standby to replay it "
+        "before the primary serves it",
+    )
+    replica_probe_interval: float = setting(
+        1.0,
+        parse_seconds,
+        "seconds between probes of each standby's replay position and lag",
+    )
+
     @property
     def url_for_logs(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def read_urls_for_logs(self) -> tuple[str, ...]:
+        return tuple(make_url(url).render_as_string(hide_password=True) for url in self.read_urls)
 
 
 @dataclass(frozen=True)
@@ -407,7 +461,8 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        spelled: str = self.item.metadata["flag_name"]
+        return spelled or "--" + self.name.replace("_", "-")
 
     @property
     def variable(self) -> str:
@@ -429,10 +484,13 @@ def add_arguments(parser: argparse.ArgumentParser, only: Collection[str] | None 
             continue
         default = option.item.default
         shown = str(default).lower() if isinstance(default, bool) else default
+        if isinstance(default, tuple):
+            shown = ",".join(default) or "none"
         parser.add_argument(
             option.flag,
             dest=option.name,
             default=None,
+            action="append" if option.item.metadata["repeatable"] else "store",
             metavar=option.name.upper(),
             help=f"{option.item.metadata['help']} [env {option.variable}; default {shown}]",
         )
@@ -442,7 +500,9 @@ def load_settings(arguments: argparse.Namespace, environ: Mapping[str, str]) -> 
     """Build Settings from parsed flags and the environment, validating every value."""
     values: dict[tuple[str, ...], Any] = {}
     for option in options():
-        given: str | None = getattr(arguments, option.name, None)
+        given: str | list[str] | None = getattr(arguments, option.name, None)
+        if isinstance(given, list):  # a repeatable flag, given one or more times
+            given = ",".join(given)
         source = option.flag
         if given is None and option.variable in environ:
             given, source = environ[option.variable], option.variable
@@ -478,6 +538,11 @@ def _check_combinations(settings: Settings) -> None:
         raise SettingsError(
             f"--database-pooler {database.pooler} (FLOWSERVICE_DATABASE_POOLER) is for a "
             "PostgreSQL URL that names the pooler; SQLite has no pooler: leave it at none"
+        )
+    if database.read_urls and make_url(database.url).get_backend_name() != "postgresql":
+        raise SettingsError(
+            "--database-read-url (FLOWSERVICE_DATABASE_READ_URLS) names standbys of a "
+            "PostgreSQL primary: set --database-url to that primary"
         )
     auth = settings.auth
     if (auth.tokens or auth.tokens_file) and not auth.accepted_tokens():

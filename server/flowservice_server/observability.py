@@ -98,7 +98,8 @@ class Metrics:
     `grpc_code`) and the `grpc_server_handling_seconds` histogram carry the
     names and labels that go-grpc-prometheus gives them, so the usual gRPC
     dashboards and alerts read FlowService as they read any gRPC server.
-    FlowService's own metrics keep the `flowservice_` prefix.
+    FlowService's own metrics keep the `flowservice_` prefix: database pool
+    usage, watches, and reads by database target with each standby's state.
     """
 
     def __init__(self) -> None:
@@ -149,12 +150,42 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Read routing to hot standbys (db/replicas.py).
+        self.database_reads = Counter(
+            "flowservice_db_reads",
+            "Reads and streams served, by database target (primary, or a standby's host:port/db).",
+            ["target"],
+            registry=self.registry,
+        )
+        self.replica_lag = Gauge(
+            "flowservice_db_replica_lag_seconds",
+            "How far each hot standby's replay is behind, as last probed (+Inf: never reached).",
+            ["target"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.replica_up = Gauge(
+            "flowservice_db_replica_up",
+            "1 while a hot standby answers its probes and is in recovery, else 0.",
+            ["target"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+
     def call_started(self, labels: tuple[str, str, str]) -> None:
         self.started.labels(*labels).inc()
 
     def call_handled(self, labels: tuple[str, str, str], code: str, seconds: float) -> None:
         self.handled.labels(*labels, code).inc()
         self.handling.labels(*labels).observe(seconds)
+
+    def read_served(self, target: str) -> None:
+        self.database_reads.labels(target).inc()
+
+    def replica_state(self, target: str, *, up: bool, lag: float) -> None:
+        self.replica_up.labels(target).set(1 if up else 0)
+        self.replica_lag.labels(target).set(lag)
+
 
     def sample_pool(self, pool: Pool) -> None:
         # QueuePool's counters; other pools (none used today) report nothing.

@@ -41,6 +41,21 @@ class FlowServiceStub:
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
     ABORTED (a stale etag) means the flow changed since it was read: read it
     again, then decide.
+
+    Read-your-writes. A server that reads from PostgreSQL hot standbys may
+    answer a read from a standby that has not yet replayed a write the caller
+    just made. To rule that out, every successful write (CreateFlow,
+    BatchCreateFlows, UpdateFlow, DeleteFlow) answered by such a server carries
+    the trailing metadata `x-flowservice-lsn`: the primary's WAL position once
+    the write had committed, in PostgreSQL's text form (`16/B374D848`; compare
+    tokens by the two hexadecimal numbers, keep the highest). A read (ReadFlow,
+    ReadFlowByName, ReadFlows, CountFlows, StreamFlows, BatchGetFlows) that
+    sends it as request metadata `x-flowservice-min-lsn` is answered only from
+    a database that has replayed at least that position: a standby that has
+    (the server waits a bounded time for one), else the primary. A server with
+    one database (PostgreSQL without standbys, or SQLite) sends no token and
+    accepts a valid one without effect; a malformed token is INVALID_ARGUMENT
+    with a `BadRequest` violation for the field `x-flowservice-min-lsn`.
     """
 
     @_typing.overload
@@ -127,6 +142,21 @@ class FlowServiceAsyncStub(FlowServiceStub):
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
     ABORTED (a stale etag) means the flow changed since it was read: read it
     again, then decide.
+
+    Read-your-writes. A server that reads from PostgreSQL hot standbys may
+    answer a read from a standby that has not yet replayed a write the caller
+    just made. To rule that out, every successful write (CreateFlow,
+    BatchCreateFlows, UpdateFlow, DeleteFlow) answered by such a server carries
+    the trailing metadata `x-flowservice-lsn`: the primary's WAL position once
+    the write had committed, in PostgreSQL's text form (`16/B374D848`; compare
+    tokens by the two hexadecimal numbers, keep the highest). A read (ReadFlow,
+    ReadFlowByName, ReadFlows, CountFlows, StreamFlows, BatchGetFlows) that
+    sends it as request metadata `x-flowservice-min-lsn` is answered only from
+    a database that has replayed at least that position: a standby that has
+    (the server waits a bounded time for one), else the primary. A server with
+    one database (PostgreSQL without standbys, or SQLite) sends no token and
+    accepts a valid one without effect; a malformed token is INVALID_ARGUMENT
+    with a `BadRequest` violation for the field `x-flowservice-min-lsn`.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -209,6 +239,21 @@ class FlowServiceServicer(metaclass=_abc_1.ABCMeta):
     whose first attempt succeeded answers NOT_FOUND. Reads never write.
     ABORTED (a stale etag) means the flow changed since it was read: read it
     again, then decide.
+
+    Read-your-writes. A server that reads from PostgreSQL hot standbys may
+    answer a read from a standby that has not yet replayed a write the caller
+    just made. To rule that out, every successful write (CreateFlow,
+    BatchCreateFlows, UpdateFlow, DeleteFlow) answered by such a server carries
+    the trailing metadata `x-flowservice-lsn`: the primary's WAL position once
+    the write had committed, in PostgreSQL's text form (`16/B374D848`; compare
+    tokens by the two hexadecimal numbers, keep the highest). A read (ReadFlow,
+    ReadFlowByName, ReadFlows, CountFlows, StreamFlows, BatchGetFlows) that
+    sends it as request metadata `x-flowservice-min-lsn` is answered only from
+    a database that has replayed at least that position: a standby that has
+    (the server waits a bounded time for one), else the primary. A server with
+    one database (PostgreSQL without standbys, or SQLite) sends no token and
+    accepts a valid one without effect; a malformed token is INVALID_ARGUMENT
+    with a `BadRequest` violation for the field `x-flowservice-min-lsn`.
     """
 
     @_abc_1.abstractmethod

@@ -6,6 +6,8 @@ imports in a circle.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -16,6 +18,7 @@ from flowservice_server.db.migrate import (
     upgrade_to_head,
 )
 from flowservice_server.db.postgres_engine import PostgresDatabase
+from flowservice_server.db.replicas import ReplicatedDatabase, Standby, target_name
 from flowservice_server.db.sqlite_engine import SqliteDatabase
 
 if TYPE_CHECKING:
@@ -37,4 +40,24 @@ async def open_database(settings: DatabaseSettings, *, migrate: bool) -> Databas
     except BaseException:
         await database.close()
         raise
+    if settings.read_urls:
+        return await _with_standbys(database, settings)
+    return database
+
+
+async def _with_standbys(primary: Database, settings: DatabaseSettings) -> ReplicatedDatabase:
+    """The primary with its hot standbys, each probed once (a standby that is down is no
+    reason not to start: it is skipped until a later probe finds it up)."""
+    standbys = [
+        Standby(target_name(url), PostgresDatabase(dataclasses.replace(settings, url=url)))
+        for url in settings.read_urls
+    ]
+    database = ReplicatedDatabase(
+        primary,
+        standbys,
+        max_replica_lag=settings.max_replica_lag,
+        replica_wait=settings.replica_wait,
+        probe_interval=settings.replica_probe_interval,
+    )
+    await asyncio.gather(*(database.probe(standby) for standby in standbys))
     return database
