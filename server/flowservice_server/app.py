@@ -26,10 +26,10 @@ from flowservice_server import consistency, observability, reflection, security
 from flowservice_server.changefeed import ChangeFeed
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
+from flowservice_server.db.replicas import ReplicatedDatabase, primary_of
 from flowservice_server.http_gateway import HttpGateway, methods_of
 from flowservice_server.http_server import HttpListener, HttpStartupError
 from flowservice_server.inprocess import HandlerRegistry, InProcessCalls
-from flowservice_server.db.replicas import ReplicatedDatabase, primary_of
 from flowservice_server.interceptors import ErrorStatusInterceptor
 from flowservice_server.servicer import FlowServiceServicer
 
