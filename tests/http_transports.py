@@ -42,6 +42,8 @@ class Answer:
     code: grpc.StatusCode = grpc.StatusCode.OK
     message: str = ""
     details: list[any_pb2.Any] = field(default_factory=list)
+    #: The call's trailing metadata (gRPC's status keys aside), as text.
+    trailers: dict[str, str] = field(default_factory=dict)
 
     def comparable(self) -> tuple[Any, ...]:
         return (
@@ -134,6 +136,11 @@ class HttpCaller:
             response = connection.getresponse()
             answer = Answer()
             if self.protocol != "grpc-web" and not streaming:
+                answer.trailers = {
+                    key.lower().removeprefix("trailer-"): value
+                    for key, value in response.getheaders()
+                    if key.lower().startswith("trailer-")
+                }
                 payload = response.read()
                 if response.status == 200:
                     answer.responses.append(_decode(payload, output, codec))
@@ -155,6 +162,7 @@ class HttpCaller:
                         return answer  # the connection closes: the server cancels the call
                 elif flags == 0x02 and self.protocol != "grpc-web":
                     end = json.loads(payload)
+                    answer.trailers = {k: v[-1] for k, v in end.get("metadata", {}).items()}
                     if "error" in end:
                         _connect_error(answer, end["error"])
                     return answer
@@ -185,6 +193,7 @@ def _grpc_web_trailers(answer: Answer, payload: bytes) -> None:
         if line:
             key, _, value = line.partition(":")
             trailers[key.strip().lower()] = value.strip()
+    answer.trailers = {k: v for k, v in trailers.items() if not k.startswith("grpc-")}
     answer.code = next(c for c in grpc.StatusCode if c.value[0] == int(trailers["grpc-status"]))
     answer.message = urllib.parse.unquote(trailers.get("grpc-message", ""))
     if "grpc-status-details-bin" in trailers:
@@ -236,6 +245,11 @@ class GrpcCaller:
                         return answer
             else:
                 answer.responses.append(await call)
+                answer.trailers = {
+                    key: value if isinstance(value, str) else value.decode()
+                    for key, value in await call.trailing_metadata() or ()
+                    if not key.startswith("grpc-")
+                }
         except grpc.aio.AioRpcError as error:
             answer.code = error.code()
             answer.message = error.details() or ""

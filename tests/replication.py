@@ -99,12 +99,14 @@ async def serving_with_standby(
     replica_wait: float = 1.0,
     probe_interval: float = 0.1,
     metrics: bool = True,
+    http: bool = False,
 ) -> AsyncIterator[RunningServer]:
     """A FlowService server on the primary that reads from the standby."""
     settings = Settings(
         address="127.0.0.1:0",
         access_log=False,
         metrics_address="127.0.0.1:0" if metrics else "",
+        http_address="127.0.0.1:0" if http else "",
         health_check_interval=0.2,
         database=DatabaseSettings(
             url=cluster.primary_url,

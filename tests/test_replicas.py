@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from flowservice.client import FlowClient, FlowClientSync, RpcError
 from flowservice.errors import from_failed_call
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
+from tests.http_transports import TRANSPORTS, GrpcCaller, caller
 from tests.pg_cluster import missing_postgres_reason
 from tests.replication import (
     Replicated,
@@ -96,6 +97,36 @@ async def test_reads_are_served_by_the_standby(paused_standby: Replicated) -> No
             )
             == 0
         )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_tokens_travel_over_every_transport(
+    paused_standby: Replicated, transport: str
+) -> None:
+    """A write's position comes back as trailing metadata over gRPC, Connect and gRPC-Web,
+    and a read that sends it back as request metadata sees the write."""
+    cluster = paused_standby
+    async with (
+        serving_with_standby(cluster, max_replica_lag=3600, replica_wait=0.2, http=True) as running,
+        grpc.aio.insecure_channel(target(running)) as channel,
+    ):
+        assert running.http_port is not None
+        plain = caller(transport, channel, running.http_port)
+        name = f"token-over-{transport}"
+        written = await plain.call("CreateFlow", flow_service_pb2.CreateFlowRequest(name=name))
+        assert written.code == grpc.StatusCode.OK
+        position = written.trailers["x-flowservice-lsn"]
+        read = flow_service_pb2.ReadFlowByNameRequest(name=name)
+        stale = await plain.call("ReadFlowByName", read)
+        assert stale.code == grpc.StatusCode.NOT_FOUND  # the paused standby answered
+        token = (("x-flowservice-min-lsn", position),)
+        if isinstance(plain, GrpcCaller):
+            plain.metadata = token
+        else:
+            plain.headers.update(token)
+        fresh = await plain.call("ReadFlowByName", read)
+        assert fresh.code == grpc.StatusCode.OK, fresh.message
+        assert "x-flowservice-lsn" not in fresh.trailers  # reads answer no position
 
 
 async def _sightings_of_flow_reads(

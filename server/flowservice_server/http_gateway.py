@@ -14,7 +14,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +61,12 @@ NOT_METADATA = frozenset(
 CORS_ALLOWED_HEADERS = (
     "authorization, content-type, connect-protocol-version, connect-timeout-ms, "
     "connect-content-encoding, connect-accept-encoding, grpc-timeout, grpc-encoding, "
-    "grpc-accept-encoding, x-grpc-web, x-user-agent"
+    "grpc-accept-encoding, x-grpc-web, x-user-agent, x-flowservice-min-lsn"
 )
 #: Response headers a browser's script may read: gRPC-Web's status may come as headers.
-CORS_EXPOSED_HEADERS = "grpc-status, grpc-message, grpc-status-details-bin"
+CORS_EXPOSED_HEADERS = (
+    "grpc-status, grpc-message, grpc-status-details-bin, trailer-x-flowservice-lsn"
+)
 
 
 @dataclass(frozen=True)
@@ -210,10 +212,14 @@ class HttpGateway:
         except Failure as failure:
             answer = wire.json_dumps(wire.connect_error(failure))
             status = wire.HTTP_STATUS[failure.code]
-            await _respond(call.send, status, "application/json", answer, cors)
+            trailers = _trailer_headers(call.context)
+            await _respond(
+                call.send, status, "application/json", answer, cors, extra_headers=trailers
+            )
             return
         data = protocol.codec.from_wire(response, method.output)
-        await _respond(call.send, 200, protocol.content_type, data, cors)
+        trailers = _trailer_headers(call.context)
+        await _respond(call.send, 200, protocol.content_type, data, cors, extra_headers=trailers)
 
     async def _enveloped(self, call: _Exchange) -> None:
         """Connect streaming and gRPC-Web (unary or streaming): envelopes, then the status."""
@@ -241,10 +247,11 @@ class HttpGateway:
             await _guarded(pump(), context, call.receive)
         except Failure as error:
             failure = error
+        trailers = wire.trailers_of(context.trailing_metadata())
         end = (
-            wire.connect_end_stream(failure)
+            wire.connect_end_stream(failure, trailers)
             if protocol.name == "connect-stream"
-            else wire.grpc_web_trailers(failure)
+            else wire.grpc_web_trailers(failure, trailers)
         )
         await send(_body(end, more=False))
 
@@ -377,11 +384,25 @@ def _body(data: bytes, *, more: bool) -> dict[str, Any]:
     return {"type": "http.response.body", "body": data, "more_body": more}
 
 
+def _trailer_headers(context: CallContext) -> list[tuple[bytes, bytes]]:
+    """Connect unary: the call's trailing metadata as `trailer-` prefixed headers."""
+    return [
+        (f"trailer-{key}".encode("latin-1"), value.encode("latin-1"))
+        for key, value in wire.trailers_of(context.trailing_metadata())
+    ]
+
+
 async def _respond(
-    send: Send, status: int, content_type: str, data: bytes, cors: list[tuple[bytes, bytes]]
+    send: Send,
+    status: int,
+    content_type: str,
+    data: bytes,
+    cors: list[tuple[bytes, bytes]],
+    *,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
     start = _start(status, content_type, cors)
-    start["headers"].append((b"content-length", str(len(data)).encode()))
+    start["headers"] += [*extra_headers, (b"content-length", str(len(data)).encode())]
     await send(start)
     await send(_body(data, more=False))
 

@@ -30,9 +30,14 @@ from google.rpc import status_pb2
 from flowservice_server.errors import MalformedRequestError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from google.protobuf.message import Message
 
     from flowservice_server.inprocess import Failure
+
+#: Trailing metadata as HTTP header text: (lower-case key, value) pairs.
+Trailers = tuple[tuple[str, str], ...]
 
 COMPRESSED = 0x01
 END_STREAM = 0x02  # Connect
@@ -194,11 +199,15 @@ def connect_error(failure: Failure) -> dict[str, Any]:
     return error
 
 
-def connect_end_stream(failure: Failure | None) -> bytes:
-    """Connect's last envelope of a stream: empty on success, else the error."""
-    return envelope(
-        json_dumps({} if failure is None else {"error": connect_error(failure)}), END_STREAM
-    )
+def connect_end_stream(failure: Failure | None, trailers: Trailers = ()) -> bytes:
+    """Connect's last envelope of a stream: the error, if any, and the trailing metadata."""
+    end: dict[str, Any] = {} if failure is None else {"error": connect_error(failure)}
+    if trailers:
+        metadata: dict[str, list[str]] = {}
+        for key, value in trailers:
+            metadata.setdefault(key, []).append(value)
+        end["metadata"] = metadata
+    return envelope(json_dumps(end), END_STREAM)
 
 
 def _percent_encoded(message: str) -> str:
@@ -208,11 +217,22 @@ def _percent_encoded(message: str) -> str:
     )
 
 
-def grpc_web_trailers(failure: Failure | None) -> bytes:
-    """gRPC-Web's trailers frame: the status, as gRPC would send it in HTTP/2 trailers."""
+def grpc_web_trailers(failure: Failure | None, trailers: Trailers = ()) -> bytes:
+    """gRPC-Web's trailers frame: the status and trailing metadata, as gRPC sends them."""
     lines = [f"grpc-status: {0 if failure is None else failure.code.value[0]}"]
     if failure is not None:
         lines.append(f"grpc-message: {_percent_encoded(failure.message)}")
         if failure.status_details:
             lines.append(f"grpc-status-details-bin: {_unpadded(failure.status_details)}")
+    lines += [f"{key}: {value}" for key, value in trailers]
     return envelope(("\r\n".join(lines) + "\r\n").encode(), TRAILERS)
+
+
+def trailers_of(metadata: Iterable[tuple[str, str | bytes]]) -> Trailers:
+    """A call's trailing metadata as header text (`-bin` values base64), status details aside:
+    they travel in the error itself."""
+    return tuple(
+        (key, _unpadded(value) if isinstance(value, bytes) else value)
+        for key, value in metadata
+        if key != "grpc-status-details-bin"
+    )

@@ -186,7 +186,6 @@ class Metrics:
         self.replica_up.labels(target).set(1 if up else 0)
         self.replica_lag.labels(target).set(lag)
 
-
     def sample_pool(self, pool: Pool) -> None:
         # QueuePool's counters; other pools (none used today) report nothing.
         status = cast("Any", pool)
