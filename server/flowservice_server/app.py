@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import observability, reflection, security
 from flowservice_server.changefeed import ChangeFeed
+from flowservice_server.convert import FlowMemo
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
 from flowservice_server.interceptors import ErrorStatusInterceptor
@@ -152,8 +153,9 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
             interceptors=chain, options=grpc_options(settings.grpc, reuse_port=reuse_port)
         )
         changefeed = ChangeFeed.for_settings(database, settings, metrics)
+        memo = FlowMemo(settings.response_memo_size) if settings.response_memo_size else None
         flow_service_pb2_grpc.add_FlowServiceServicer_to_server(
-            FlowServiceServicer(database, changefeed), server
+            FlowServiceServicer(database, changefeed, memo), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from flowservice_server import limits
+from flowservice_server import limits, wire
 from flowservice_server.errors import (
     FlowServiceError,
     InvalidArgumentError,
@@ -101,7 +101,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return make(
             wrapped,
             request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=self.response_serializer(handler.response_serializer),
         )
 
     def _around_coroutine(
@@ -150,6 +150,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[[bytes], Any] | None:
         """The deserializer the wrapped handler uses: the same, unless overridden."""
         return deserializer
+
+    def response_serializer(
+        self, serializer: Callable[[Any], bytes] | None
+    ) -> Callable[[Any], bytes] | None:
+        """The serializer the wrapped handler uses: the same, unless overridden."""
+        return serializer
 
 
 @dataclass(frozen=True)
@@ -207,3 +213,9 @@ class ErrorStatusInterceptor(CallInterceptor):
         self, method: str, deserializer: Callable[[bytes], Any] | None
     ) -> Callable[[bytes], Any] | None:
         return _decode_within_limits(method, deserializer)
+
+    def response_serializer(
+        self, serializer: Callable[[Any], bytes] | None
+    ) -> Callable[[Any], bytes] | None:
+        """Responses a servicer returns already encoded (`wire.Encoded`) pass through."""
+        return wire.passing_encoded(serializer)

@@ -126,6 +126,34 @@ def _select_one(connection: sa.Connection) -> None:
     connection.exec_driver_sql("SELECT 1")
 
 
+# --- short reads ---------------------------------------------------------------------
+
+F = TypeVar("F", bound="Callable[..., Any]")
+_SHAPE_ATTRIBUTE = "short_read_shape"
+
+
+def short_read(shape: str) -> Callable[[F], F]:
+    """Mark a model function as a short read: its statements touch a bounded few rows.
+
+    A backend may then run it without a hand-off to another thread (SQLite
+    runs it on the event loop, bounded; see `db.sqlite_inline`). `shape`
+    names the statement shape: one slow run demotes every call of it.
+    """
+
+    def mark(function: F) -> F:
+        setattr(function, _SHAPE_ATTRIBUTE, shape)
+        return function
+
+    return mark
+
+
+def short_read_shape(work: Callable[..., Any]) -> str | None:
+    """The shape `work` (a marked function, or a partial of one) was marked with, if any."""
+    function = getattr(work, "func", work)
+    shape: str | None = getattr(function, _SHAPE_ATTRIBUTE, None)
+    return shape
+
+
 # --- deadlines ---------------------------------------------------------------------
 
 
