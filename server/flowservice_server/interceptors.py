@@ -179,9 +179,10 @@ def _decode_within_limits(
             return _Refused(
                 MalformedRequestError(f"the request is not a valid message for {method}: {error}")
             )
-        violations = limits.violations_of(request)
-        if violations:
-            return _Refused(InvalidArgumentError(violations))
+        if limits.could_exceed(len(data)):
+            violations = limits.violations_of(request)
+            if violations:
+                return _Refused(InvalidArgumentError(violations))
         return request
 
     return deserialize
@@ -208,6 +209,24 @@ class ErrorStatusInterceptor(CallInterceptor):
             raise
         except Exception as error:  # noqa: BLE001  # the rules map every exception to a status
             await context.abort_with_status(status_for(error))
+
+    def _around_coroutine(
+        self, method: str, behavior: UnaryBehavior[Req, Resp]
+    ) -> UnaryBehavior[Req, Resp]:
+        """`scope` for a unary call, as a plain try: no generator-based scope per call."""
+
+        async def call(request: Req, context: Context[Req, Resp]) -> Resp:
+            try:
+                if isinstance(request, _Refused):
+                    raise request.error
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001  # the rules map every exception to a status
+                await context.abort_with_status(status_for(error))
+            raise AssertionError("not reached: abort_with_status raises")
+
+        return call
 
     def request_deserializer(
         self, method: str, deserializer: Callable[[bytes], Any] | None
