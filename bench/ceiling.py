@@ -485,7 +485,7 @@ def postgres_backend(
         requests = requests_for(summary, summary.work_pool_names[1])
         variants = ["before", "after", "memo off"]
         rounds = []
-        for round_number in range(args.rounds):
+        for round_number in range(args.postgres_rounds):
             shift = round_number % len(variants)
             order = variants[shift:] + variants[:shift]
             measured = {}
@@ -549,21 +549,34 @@ def _prefect_rps(backend: dict[str, Any], op: str) -> float | None:
     return None
 
 
+def _cpu(backend: dict[str, Any], variant: str, op: str) -> float | None:
+    """Median server CPU ms per call over the rounds."""
+    values = [
+        r[variant][op]["server_cpu_ms_per_request"]
+        for r in backend["rounds"]
+        if op in r.get(variant, {}) and r[variant][op]["server_cpu_ms_per_request"]
+    ]
+    return _median(values)
+
+
 def backend_table(name: str, backend: dict[str, Any], targets: dict[str, float]) -> list[str]:
     variants = list(backend["rounds"][0])
     levers = [v for v in variants if v not in ("before", "after")]
     noop = {v: _median(_rps(backend, v, CEILING_OPS[0])) for v in variants}
+    noop_cpu = {v: _cpu(backend, v, CEILING_OPS[0]) for v in variants}
     head = (
         "| operation (c=16, h2load) | before req/s | after req/s | after/before | "
-        "before % of no-op | **after % of no-op** | "
+        "before % of no-op | **after % of no-op** | before / **after**: % of no-op by CPU | "
         + " | ".join(f"{lever}: req/s (% of its no-op)" for lever in levers)
-        + " | after: server CPU ms/call | h2load CPU | Prefect req/s | after/Prefect | target |"
+        + " | server CPU ms/call before / after | h2load CPU | Prefect req/s | after/Prefect "
+        "| target (by req/s) |"
     )
     lines = [f"**{name}**", "", head, "|" + "---|" * (head.count("|") - 1)]
     ops = list(backend["rounds"][0]["before"])
     for op in ops:
         before = _median(_rps(backend, "before", op))
         after = _median(_rps(backend, "after", op))
+        cpu_before, cpu_after = _cpu(backend, "before", op), _cpu(backend, "after", op)
         after_m = next(r["after"][op] for r in backend["rounds"] if op in r["after"])
         lever_cells = [
             f"{_fmt(_median(_rps(backend, lever, op)))} "
@@ -586,14 +599,17 @@ def backend_table(name: str, backend: dict[str, Any], targets: dict[str, float])
             verdict += f"; ≥ 15× Prefect: {'met' if after / prefect >= 15 else '**missed**'}"
         spread = _rps(backend, "after", op)
         spread_note = f" ({min(spread):,.0f}–{max(spread):,.0f})" if len(spread) > 1 else ""
+        by_cpu = (
+            f"{_pct(noop_cpu['before'], cpu_before)} / **{_pct(noop_cpu['after'], cpu_after)}**"
+        )
         lines.append(
             f"| {op} | {_fmt(before)} | {_fmt(after)}{spread_note} | "
             f"{_fmt(after / before if after and before else None, 2)} | "
-            f"{_pct(before, noop['before'])} | **{_pct(after, noop['after'])}** | "
+            f"{_pct(before, noop['before'])} | **{_pct(after, noop['after'])}** | {by_cpu} | "
             + " | ".join(lever_cells)
-            + f" | {after_m['server_cpu_ms_per_request']} | {after_m['client_cpu_pct']} % | "
+            + f" | {_fmt(cpu_before, 3)} / {_fmt(cpu_after, 3)} | {after_m['client_cpu_pct']} % | "
             f"{_fmt(prefect)} | {_fmt(after / prefect if after and prefect else None, 1)}× | "
-            f"{verdict} |"
+            f"{verdict.removeprefix('; ')} |"
         )
     return lines
 
@@ -636,9 +652,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"`{results['baseline']}`; `after` = this checkout with its defaults (inline SQLite "
         "reads on, memo of serialized flows on); the other columns switch one lever off "
         "(`--database-inline-reads false`, `--response-memo-size 0`). Each cell is the median "
-        f"of {results['rounds']} round(s) with the variants in rotating order; the spread of "
-        "`after` over rounds in brackets. % of no-op: the operation's req/s over the same "
-        "server's Health/Check req/s in the same round.",
+        f"of {results['rounds']} SQLite round(s) ({results.get('postgres_rounds', 1)} on "
+        "PostgreSQL) with the variants in rotating order; the spread of `after` over rounds in "
+        "brackets. % of no-op: the operation's req/s over the same server's Health/Check req/s "
+        "in the same round; by CPU: the no-op's server CPU per call over the operation's (the "
+        "share that does not depend on how much of CPU 0 other processes took).",
         "",
         f"Noise: load average {results['load_before']} before, {results['load_after']} after "
         f"(2 cores, shared with other work). {results['dataset']}",
@@ -685,7 +703,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="SQLite rounds of all variants")
+    parser.add_argument("--postgres-rounds", type=int, default=1)
     parser.add_argument("--baseline", default="main")
     parser.add_argument("--postgres", choices=("yes", "no"), default="yes")
     parser.add_argument("--skip-prefect", action="store_true")
@@ -712,6 +731,7 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "baseline": f"{args.baseline} ({commit})",
         "rounds": args.rounds,
+        "postgres_rounds": args.postgres_rounds,
         "load_before": f"{load_before:.2f}",
         "load_after": f"{os.getloadavg()[0]:.2f}",
         "dataset": lines[0] if lines else "",
