@@ -483,7 +483,7 @@ def postgres_backend(
         bench_run.add_flowservice_indexes(args, url)
         asyncio.run(databases.analyze_postgres(name))
         requests = requests_for(summary, summary.work_pool_names[1])
-        variants = ["before", "after", "memo off"]
+        variants = ["before", *LEVERS]
         rounds = []
         for round_number in range(args.postgres_rounds):
             shift = round_number % len(variants)
@@ -648,10 +648,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"## FlowService against grpc.aio's ceiling ({results['date']})",
         "",
         "`.venv/bin/python bench/ceiling.py --reuse-dataset` (see README.md). Server pinned to "
-        "CPU 0, load on CPU 1. `before` = the code of "
-        f"`{results['baseline']}`; `after` = this checkout with its defaults (inline SQLite "
-        "reads on, memo of serialized flows on); the other columns switch one lever off "
-        "(`--database-inline-reads false`, `--response-memo-size 0`). Each cell is the median "
+        "CPU 0, load on CPU 1. `before` = the code at the merge-base with "
+        f"`{results['baseline']}`; `after` = this checkout with its defaults (levers on: short "
+        "reads inline on SQLite, in autocommit on PostgreSQL; the memo of serialized flows); "
+        "the other columns switch one lever off (`--database-inline-reads false`, "
+        "`--response-memo-size 0`). Each cell is the median "
         f"of {results['rounds']} SQLite round(s) ({results.get('postgres_rounds', 1)} on "
         "PostgreSQL) with the variants in rotating order; the spread of `after` over rounds in "
         "brackets. % of no-op: the operation's req/s over the same server's Health/Check req/s "

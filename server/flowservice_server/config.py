@@ -195,8 +195,9 @@ class DatabaseSettings:
     inline_reads: bool = setting(
         True,
         parse_bool,
-        "SQLite: run short reads (one flow by id or name, the count of all flows) on the "
-        "event-loop thread, bounded by --database-inline-read-budget; false: in a worker thread",
+        "short reads (one flow by id or name, the count of all flows) take the short path: "
+        "SQLite on the event-loop thread, bounded by --database-inline-read-budget; "
+        "PostgreSQL in autocommit on a pool of their own; false: as every other unit of work",
     )
     inline_read_budget: float = setting(
         0.001,
