@@ -7,7 +7,9 @@ own connection, under three bounds:
 
 * a progress handler, called every `_STEP_OPCODES` SQLite VM instructions,
   interrupts the statement once the run's budget (`inline_read_budget`) or the
-  call's deadline has passed: the loop is held for at most about the budget;
+  call's deadline has passed: the loop is held for at most about the budget.
+  The budget counts this thread's CPU time (`time.thread_time`), so that a
+  read preempted by another process is not taken for a slow shape;
 * busy timeout 0: a lock (another process's exclusive lock, WAL recovery) is
   never waited for here; SQLITE_BUSY hands the read to a worker thread;
 * a shape that hit the budget is demoted: for `DEMOTION_SECONDS`, every call of
@@ -99,7 +101,7 @@ class InlineReader:
         self._stopped_for_deadline = False
         try:
             connection = self._connection or self._connect()
-            started = time.monotonic()
+            started = time.thread_time()
             self._stop_at = started + self._budget
             result = work(connection)
         except sa_exc.OperationalError as error:
@@ -116,7 +118,7 @@ class InlineReader:
             raise
         finally:
             self._stop_at = math.inf  # nothing else runs on this connection, but be sure
-        if time.monotonic() - started > self._budget:
+        if time.thread_time() - started > self._budget:
             # Past its budget without a step the handler could stop (a count of a
             # whole index is one VM instruction): its result stands, and a shape
             # slow twice in a row goes (once may be a first compile, or a pause).
@@ -149,11 +151,10 @@ class InlineReader:
     def _progress(self) -> int:
         """SQLite's progress handler: nonzero interrupts the running statement."""
         self._steps += 1
-        now = time.monotonic()
-        if self._deadline is not None and now >= self._deadline:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
             self._stopped_for_deadline = True
             return 1
-        return 1 if now >= self._stop_at else 0
+        return 1 if time.thread_time() >= self._stop_at else 0
 
 
 def _interrupted(error: sa_exc.OperationalError) -> bool:
