@@ -52,10 +52,12 @@ async def test_short_reads_answer_alike_on_either_path(
     async with _serving(postgres_database, inline_reads=inline_reads) as running:
         assert isinstance(running.database, PostgresDatabase)
         async with FlowClient(f"127.0.0.1:{running.port}", timeout=30) as client:
-            flow, _ = await client.create_flow("short", tags=["a"], labels={"k": "v"})
+            before = await client.count_flows()  # the session's database is shared
+            name = f"short-{inline_reads}"
+            flow, _ = await client.create_flow(name, tags=["a"], labels={"k": "v"})
             assert await client.read_flow(flow.id) == flow
-            assert await client.read_flow_by_name("short") == flow
-            assert await client.count_flows() == 1
+            assert await client.read_flow_by_name(name) == flow
+            assert await client.count_flows() == before + 1
         # The short path is the statement alone; a unit of work sets the
         # deadline as its transaction's statement timeout first.
         timeout = await running.database.read(_statement_timeout, 30)
