@@ -99,6 +99,8 @@ async def test_short_reads_run_on_the_loop_and_answer_as_before(any_backend_url:
             again, created_again = await client.create_flow("inline")
             assert (again, created_again) == (flow, False)
             assert inline.outcomes["inline"] == before + 4
+            # All four are single statements, run on the sqlite3 connection itself.
+            assert inline.outcomes["direct"] == before + 4
 
 
 async def test_without_inline_reads_every_read_goes_to_a_worker_thread(

@@ -93,12 +93,12 @@ def create_flow(
     return connection.execute(_BY_NAME, {"name": name}).one(), False
 
 
-@short_read("flow by id")
+@short_read("flow by id", statement=_BY_ID)
 def read_flow(connection: sa.Connection, flow_id: uuid.UUID) -> FlowRow | None:
     return connection.execute(_BY_ID, {"flow_id": flow_id}).one_or_none()
 
 
-@short_read("flow by name")
+@short_read("flow by name", statement=_BY_NAME)
 def read_flow_by_name(connection: sa.Connection, name: str) -> FlowRow | None:
     return connection.execute(_BY_NAME, {"name": name}).one_or_none()
 
@@ -241,7 +241,7 @@ def count_flows(connection: sa.Connection, *, filters: FlowFilters) -> int:
 _COUNT_ALL = sa.select(sa.func.count()).select_from(flow)
 
 
-@short_read("count of all flows")
+@short_read("count of all flows", statement=_COUNT_ALL, answer="count")
 def count_all_flows(connection: sa.Connection) -> int:
     """`count_flows` without filters: one walk of the smallest index of `flow`.
 
