@@ -16,6 +16,7 @@ under bench/.cache on first use (from PyPI).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import contextlib
 import json
@@ -24,6 +25,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -44,6 +46,7 @@ DEFAULT_OPS = ("ReadFlow (by id)", "ReadFlows: no filter (200 rows)", "CreateFlo
 #: file-path fragment -> layer, first match wins
 LAYERS = (
     ("flowservice_server/db/sqlite_engine", "FlowService SQLite unit-of-work thread"),
+    ("flowservice_server/db/sqlite_inline", "FlowService SQLite inline reads (event loop)"),
     ("flowservice_server", "FlowService (server code)"),
     ("flowservice/", "FlowService (generated/client code)"),
     ("sqlalchemy", "SQLAlchemy"),
@@ -124,6 +127,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds recorded")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--prefix", default="", help="prefix of the files written to profiles/")
+    parser.add_argument(
+        "--postgres", action="store_true", help="the same rows in a PostgreSQL database"
+    )
     args = parser.parse_args()
     pyspy = ensure_pyspy()
     OUT.mkdir(exist_ok=True)
@@ -132,13 +139,29 @@ def main() -> None:
     path = WORK / "db-profile.db"
     databases.load_sqlite(path, databases.sqlite_schema(BENCH / ".cache"), generator)
     summary = generator.summary
+    url = f"sqlite+aiosqlite:///{path}"
+    postgres = f"flowbench_profile_{os.getpid()}"
+    if args.postgres:
+        asyncio.run(databases.create_postgres(postgres, BENCH / ".cache" / "prefect-home"))
+        again = dataset.Generator(dataset.Sizes(), now=datetime.fromisoformat(summary.now))
+        asyncio.run(databases.load_postgres(postgres, again))
+        url = databases.postgres_url(postgres)
+    try:
+        record(args, pyspy, summary, url)
+    finally:
+        if args.postgres:
+            asyncio.run(databases.drop_postgres(postgres))
+
+
+def record(args: argparse.Namespace, pyspy: Path, summary: dataset.Summary, url: str) -> None:
+    """Each operation under load while py-spy records the server."""
     known = {
         op["name"]: op
         for op in operations.read_operations(summary.since, summary.work_pool_names[1])
         + operations.write_operations("bench-profile")
     }
     names = args.op or list(DEFAULT_OPS)
-    server = FlowService.start(f"sqlite+aiosqlite:///{path}", WORK / "flowservice-profile.log")
+    server = FlowService.start(url, WORK / "flowservice-profile.log")
     try:
         for name in names:
             op = known[name]
@@ -163,7 +186,7 @@ def main() -> None:
                 env={**os.environ, "PYTHONPATH": str(BENCH)},
             )
             time.sleep(2.5)  # past the settle check and the warm-up
-            base = OUT / slug(name)
+            base = OUT / (args.prefix + slug(name))
             with contextlib.ExitStack() as logs:
                 recorders = [
                     subprocess.Popen(  # noqa: S603

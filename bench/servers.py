@@ -118,10 +118,14 @@ class FlowService(Server):
         *,
         cpu: int = 0,
         launcher: list[str] | None = None,
+        options: list[str] | None = None,
+        environment: dict[str, str] | None = None,
     ) -> FlowService:
-        """Start it; `launcher` replaces the `flowservice` executable (the SQL tracer)."""
+        """Start it; `launcher` replaces the `flowservice` executable (the SQL tracer, another
+        checkout's code), `options` are more `serve` flags, `environment` more variables."""
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSERVICE_")}
+        env.update(environment or {})
         command = [
             taskset(),
             "-c",
@@ -138,6 +142,7 @@ class FlowService(Server):
             "1",
             "--access-log",
             "false",
+            *(options or []),
         ]
         server = cls(_spawn(command, env, log_path), port, log_path)
         server.wait_ready()

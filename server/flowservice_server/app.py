@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import consistency, observability, reflection, security
 from flowservice_server.changefeed import ChangeFeed
+from flowservice_server.convert import FlowMemo
 from flowservice_server.db.factory import open_database
 from flowservice_server.db.migrate import ForeignSchemaError, MissingSchemaError
 from flowservice_server.db.replicas import ReplicatedDatabase, primary_of
@@ -171,10 +172,11 @@ async def start_server(settings: Settings, *, reuse_port: bool = False) -> Runni
         )
         # The change feed LISTENs and must agree with its resume positions: primary only.
         changefeed = ChangeFeed.for_settings(primary_of(database), settings, metrics)
+        memo = FlowMemo(settings.response_memo_size) if settings.response_memo_size else None
         # Through a registry that passes the handlers on and keeps them for HTTP.
         registry = HandlerRegistry(server)
         flow_service_pb2_grpc.add_FlowServiceServicer_to_server(
-            FlowServiceServicer(database, changefeed),
+            FlowServiceServicer(database, changefeed, memo),
             registry,  # type: ignore[arg-type]  # it stands in for grpc.aio.Server here
         )
         health_servicer = health.aio.HealthServicer()

@@ -263,6 +263,19 @@ class DatabaseSettings:
         parse_seconds,
         "seconds between probes of each standby's replay position and lag",
     )
+    inline_reads: bool = setting(
+        True,
+        parse_bool,
+        "short reads (one flow by id or name, the count of all flows) take the short path: "
+        "SQLite on the event-loop thread, bounded by --database-inline-read-budget; "
+        "PostgreSQL in autocommit on a pool of their own; false: as every other unit of work",
+    )
+    inline_read_budget: float = setting(
+        0.001,
+        parse_seconds,
+        "SQLite: seconds an inline read may run before it is interrupted, rerun in a worker "
+        "thread and its statement shape demoted to worker threads for a minute",
+    )
 
     @property
     def url_for_logs(self) -> str:
@@ -437,6 +450,12 @@ class Settings:
         2.0,
         parse_seconds,
         "seconds between database probes; health reports NOT_SERVING while they fail",
+    )
+    response_memo_size: int = setting(
+        10_000,
+        parse_count,
+        "flows kept serialized, keyed by their whole stored row, so that a flow read again "
+        "unchanged is not converted again (0: convert every row)",
     )
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     grpc: GrpcSettings = field(default_factory=GrpcSettings)

@@ -80,3 +80,21 @@ class ConsistencyInterceptor(CallInterceptor):
             # context, where this reset cannot apply; that context dies with its task.
             with contextlib.suppress(ValueError):
                 call_positions.reset(reset)
+
+    def _around_coroutine(self, method: str, behavior: Any) -> Any:
+        """`scope` for a unary call, as a plain try: no scope object per call."""
+
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            positions = CallPositions(min_lsn=min_position(context.invocation_metadata()))
+            reset = call_positions.set(positions)
+            try:
+                response = await behavior(request, context)
+                if positions.written_lsn is not None:
+                    context.set_trailing_metadata(
+                        ((WRITTEN_POSITION_KEY, format_lsn(positions.written_lsn)),)
+                    )
+                return response
+            finally:
+                call_positions.reset(reset)
+
+        return call

@@ -1,25 +1,26 @@
 """Database rows become response messages.
 
-Rows arrive with id, created and updated as the driver returns them (see
-`models.flows`): text on SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC), UUID and
-aware datetime objects from asyncpg. Converting them straight into message
+Rows arrive with every column as the driver returns it (see `models.flows`):
+id, created and updated as text on SQLite ('YYYY-MM-DD HH:MM:SS.ffffff',
+UTC), UUID and aware datetime objects from asyncpg; tags and labels as JSON
+text on both. Converting them straight into message
 fields avoids building and re-reading intermediate objects for every row of a
 200-flow page.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from flowservice.v1 import flow_pb2
 from flowservice_server.etags import flow_etag
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from google.protobuf import timestamp_pb2
-
-    from flowservice.v1 import flow_pb2
 
 _EPOCH = datetime(1970, 1, 1)  # SQLite's stored times are naive UTC
 _EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
@@ -29,6 +30,7 @@ def fill_flow(message: flow_pb2.Flow, row: Sequence[Any]) -> None:
     """Write a row into a Flow message in place (a response's own field: no copies)."""
     # Unpacked by position: a Row's attributes by name cost more than the rest.
     flow_id, created, updated, name, tags, labels = row
+    tags, labels = _decoded(tags), _decoded(labels)
     message.id = str(flow_id)
     message.name = name
     message.tags.extend(tags)
@@ -45,7 +47,52 @@ def fill_flow(message: flow_pb2.Flow, row: Sequence[Any]) -> None:
 def row_etag(row: Sequence[Any]) -> str:
     """The etag `fill_flow` gives the Flow of this row."""
     flow_id, _, updated, name, tags, labels = row
+    tags, labels = _decoded(tags), _decoded(labels)
     return flow_etag(str(flow_id), epoch_parts(updated), name, tags, labels)
+
+
+def _decoded(stored: Any) -> Any:
+    """Tags or labels as stored (JSON text; NULL) become the list or dict they hold."""
+    return json.loads(stored) if isinstance(stored, str | bytes) else stored
+
+
+class FlowMemo:
+    """Serialized Flows keyed by the whole stored row they were made from.
+
+    A Flow is a function of its row (`fill_flow`): the same row gives the same
+    bytes, so a flow read again unchanged costs a dictionary lookup instead of
+    decoding its JSON, hashing its etag and building its message. A row that
+    changed in any column, whoever wrote it (FlowService, a Prefect server,
+    plain SQL), is a different key: the memo cannot return a stale flow; it
+    only holds on to bytes no row has any more, until they are evicted.
+    Bounded: once full, the oldest entry makes room (insertion order).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._flows: dict[tuple[Any, ...], bytes] = {}
+        #: Lookups answered from the memo, and rows converted: for tests and the benchmark.
+        self.hits = 0
+        self.misses = 0
+
+    def flow_bytes(self, row: Sequence[Any]) -> bytes:
+        """The Flow of `row`, serialized."""
+        key = tuple(row)
+        encoded = self._flows.get(key)
+        if encoded is not None:
+            self.hits += 1
+            return encoded
+        self.misses += 1
+        message = flow_pb2.Flow()
+        fill_flow(message, key)
+        encoded = message.SerializeToString()
+        if len(self._flows) >= self._size:
+            del self._flows[next(iter(self._flows))]
+        self._flows[key] = encoded
+        return encoded
+
+    def __len__(self) -> int:
+        return len(self._flows)
 
 
 def fill_flows(messages: Any, rows: Iterable[Sequence[Any]]) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from flowservice_server import http_protocols as wire
+from flowservice_server import http_protocols as protocols
 from flowservice_server.http_protocols import CODECS, Codec, ProtocolError
 from flowservice_server.inprocess import CallContext, Failure, InProcessCalls
 
@@ -116,8 +116,8 @@ def methods_of(services: list[ServiceDescriptor]) -> dict[str, Method]:
             found[path] = Method(
                 path,
                 method.server_streaming,
-                wire.message_class(method.input_type.full_name),
-                wire.message_class(method.output_type.full_name),
+                protocols.message_class(method.input_type.full_name),
+                protocols.message_class(method.output_type.full_name),
             )
     return found
 
@@ -200,7 +200,7 @@ class HttpGateway:
         method, protocol, cors = call.method, call.protocol, call.cors
         try:
             request = protocol.codec.to_wire(
-                wire.decompress(call.body, call.compression), method.input
+                protocols.decompress(call.body, call.compression), method.input
             )
         except ProtocolError as error:
             await _plain(call.send, error.status, error.message, cors)
@@ -210,8 +210,8 @@ class HttpGateway:
                 self._calls.unary(method.path, request, call.context), call.context, call.receive
             )
         except Failure as failure:
-            answer = wire.json_dumps(wire.connect_error(failure))
-            status = wire.HTTP_STATUS[failure.code]
+            answer = protocols.json_dumps(protocols.connect_error(failure))
+            status = protocols.HTTP_STATUS[failure.code]
             trailers = _trailer_headers(call.context)
             await _respond(
                 call.send, status, "application/json", answer, cors, extra_headers=trailers
@@ -225,7 +225,7 @@ class HttpGateway:
         """Connect streaming and gRPC-Web (unary or streaming): envelopes, then the status."""
         method, protocol, send, context = call.method, call.protocol, call.send, call.context
         try:
-            message = wire.single_message(call.body, call.compression)
+            message = protocols.single_message(call.body, call.compression)
             request = protocol.codec.to_wire(message, method.input)
         except ProtocolError as error:
             await _plain(send, error.status, error.message, call.cors)
@@ -236,22 +236,22 @@ class HttpGateway:
             if method.streaming:
                 async for response in self._calls.server_stream(method.path, request, context):
                     data = protocol.codec.from_wire(response, method.output)
-                    await send(_body(wire.envelope(data), more=True))
+                    await send(_body(protocols.envelope(data), more=True))
             else:
                 response = await self._calls.unary(method.path, request, context)
                 data = protocol.codec.from_wire(response, method.output)
-                await send(_body(wire.envelope(data), more=True))
+                await send(_body(protocols.envelope(data), more=True))
 
         failure: Failure | None = None
         try:
             await _guarded(pump(), context, call.receive)
         except Failure as error:
             failure = error
-        trailers = wire.trailers_of(context.trailing_metadata())
+        trailers = protocols.trailers_of(context.trailing_metadata())
         end = (
-            wire.connect_end_stream(failure, trailers)
+            protocols.connect_end_stream(failure, trailers)
             if protocol.name == "connect-stream"
-            else wire.grpc_web_trailers(failure, trailers)
+            else protocols.grpc_web_trailers(failure, trailers)
         )
         await send(_body(end, more=False))
 
@@ -278,10 +278,10 @@ class HttpGateway:
     def _deadline(protocol: Protocol, headers: Mapping[str, str]) -> float | None:
         if protocol.name == "grpc-web":
             value = headers.get("grpc-timeout")
-            seconds = wire.grpc_timeout(value) if value else None
+            seconds = protocols.grpc_timeout(value) if value else None
         else:
             value = headers.get("connect-timeout-ms")
-            seconds = wire.connect_timeout(value) if value else None
+            seconds = protocols.connect_timeout(value) if value else None
         return None if seconds is None else asyncio.get_running_loop().time() + seconds
 
     # --- CORS -------------------------------------------------------------------------
@@ -388,7 +388,7 @@ def _trailer_headers(context: CallContext) -> list[tuple[bytes, bytes]]:
     """Connect unary: the call's trailing metadata as `trailer-` prefixed headers."""
     return [
         (f"trailer-{key}".encode("latin-1"), value.encode("latin-1"))
-        for key, value in wire.trailers_of(context.trailing_metadata())
+        for key, value in protocols.trailers_of(context.trailing_metadata())
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from flowservice_server import limits
+from flowservice_server import limits, wire
 from flowservice_server.errors import (
     FlowServiceError,
     InvalidArgumentError,
@@ -101,7 +101,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return make(
             wrapped,
             request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=self.response_serializer(handler.response_serializer),
         )
 
     def _around_coroutine(
@@ -151,6 +151,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         """The deserializer the wrapped handler uses: the same, unless overridden."""
         return deserializer
 
+    def response_serializer(
+        self, serializer: Callable[[Any], bytes] | None
+    ) -> Callable[[Any], bytes] | None:
+        """The serializer the wrapped handler uses: the same, unless overridden."""
+        return serializer
+
 
 @dataclass(frozen=True)
 class _Refused:
@@ -179,9 +185,10 @@ def _decode_within_limits(
             return _Refused(
                 MalformedRequestError(f"the request is not a valid message for {method}: {error}")
             )
-        violations = limits.violations_of(request)
-        if violations:
-            return _Refused(InvalidArgumentError(violations))
+        if limits.could_exceed(len(data)):
+            violations = limits.violations_of(request)
+            if violations:
+                return _Refused(InvalidArgumentError(violations))
         return request
 
     return deserialize
@@ -209,7 +216,31 @@ class ErrorStatusInterceptor(CallInterceptor):
         except Exception as error:  # noqa: BLE001  # the rules map every exception to a status
             await context.abort_with_status(status_for(error))
 
+    def _around_coroutine(
+        self, method: str, behavior: UnaryBehavior[Req, Resp]
+    ) -> UnaryBehavior[Req, Resp]:
+        """`scope` for a unary call, as a plain try: no generator-based scope per call."""
+
+        async def call(request: Req, context: Context[Req, Resp]) -> Resp:
+            try:
+                if isinstance(request, _Refused):
+                    raise request.error
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001  # the rules map every exception to a status
+                await context.abort_with_status(status_for(error))
+            raise AssertionError("not reached: abort_with_status raises")
+
+        return call
+
     def request_deserializer(
         self, method: str, deserializer: Callable[[bytes], Any] | None
     ) -> Callable[[bytes], Any] | None:
         return _decode_within_limits(method, deserializer)
+
+    def response_serializer(
+        self, serializer: Callable[[Any], bytes] | None
+    ) -> Callable[[Any], bytes] | None:
+        """Responses a servicer returns already encoded (`wire.Encoded`) pass through."""
+        return wire.passing_encoded(serializer)

@@ -35,6 +35,17 @@ MAX_TOTAL_ITEMS = 10_000
 MAX_TEXT_LENGTH = 10_000
 
 
+#: The fewest bytes of a request that can exceed a bound: every list item and
+#: every character of a string takes at least one byte of the encoding, so a
+#: shorter request is within all of them and need not be walked.
+SMALLEST_EXCESSIVE_REQUEST = min(MAX_ITEMS, MAX_TEXT_LENGTH)
+
+
+def could_exceed(encoded_size: int) -> bool:
+    """Whether a request of this many bytes can exceed any bound (see above)."""
+    return encoded_size >= SMALLEST_EXCESSIVE_REQUEST
+
+
 def violations_of(request: Message) -> list[FieldViolation]:
     """Every bound the request exceeds, by field path; empty when it is within all of them."""
     walk = _Walk()

@@ -14,7 +14,7 @@ import grpc.aio
 
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
 from flowservice_server import page_tokens, sorting, validate
-from flowservice_server.convert import fill_flow, fill_flows
+from flowservice_server.convert import FlowMemo, fill_flow, fill_flows
 from flowservice_server.errors import (
     BatchNotFoundError,
     EtagMismatchError,
@@ -22,9 +22,12 @@ from flowservice_server.errors import (
     NotFoundError,
 )
 from flowservice_server.models import flows
+from flowservice_server.wire import as_response, message_field, repeated_message_field
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+
+    import sqlalchemy as sa
 
     from flowservice_server.changefeed import ChangeFeed
     from flowservice_server.db.engine import Database
@@ -35,17 +38,36 @@ FLOW_RESOURCE = "flowservice.v1.Flow"
 
 
 class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
-    def __init__(self, database: Database, changefeed: ChangeFeed | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        changefeed: ChangeFeed | None = None,
+        memo: FlowMemo | None = None,
+    ) -> None:
         self._database = database
         self._changefeed = changefeed
+        #: With a memo, responses of flows are joined from serialized flows (`wire`).
+        self._memo = memo
+        # SQLite reads a name on the event loop, without the write lock (and has no replicas).
+        self._read_before_create = database.dialect.name == "sqlite"
 
     async def CreateFlow(
         self, request: flow_service_pb2.CreateFlowRequest, context: Context
     ) -> flow_service_pb2.CreateFlowResponse:
         new = validate.create_flow(request)
-        work = partial(flows.create_flow, name=new.name, tags=new.tags, labels=new.labels)
-        row, created = await self._database.write(work, context.time_remaining())
+        existing = None
+        if self._read_before_create:  # the usual case: the flow exists; nothing to write
+            lookup = partial(flows.read_flow_by_name, name=new.name)
+            existing = await self._database.read(lookup, context.time_remaining())
+        if existing is not None:
+            row, created = existing, False
+        else:
+            work = partial(flows.create_flow, name=new.name, tags=new.tags, labels=new.labels)
+            row, created = await self._database.write(work, context.time_remaining())
         response = flow_service_pb2.CreateFlowResponse(created=created)
+        if self._memo is not None:
+            encoded = message_field(1, self._memo.flow_bytes(row)) + response.SerializeToString()
+            return as_response(flow_service_pb2.CreateFlowResponse, encoded)
         fill_flow(response.flow, row)
         return response
 
@@ -57,6 +79,9 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         row = await self._database.read(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(flow_id))
+        if self._memo is not None:
+            encoded = message_field(1, self._memo.flow_bytes(row))
+            return as_response(flow_service_pb2.ReadFlowResponse, encoded)
         response = flow_service_pb2.ReadFlowResponse()
         fill_flow(response.flow, row)
         return response
@@ -69,6 +94,9 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         row = await self._database.read(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "name", name)
+        if self._memo is not None:
+            encoded = message_field(1, self._memo.flow_bytes(row))
+            return as_response(flow_service_pb2.ReadFlowByNameResponse, encoded)
         response = flow_service_pb2.ReadFlowByNameResponse()
         fill_flow(response.flow, row)
         return response
@@ -90,14 +118,21 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         snapshot = page.include_total_size
         result = await self._database.read(work, context.time_remaining(), snapshot=snapshot)
         response = flow_service_pb2.ReadFlowsResponse()
-        fill_flows(response.flows, result.rows)
         _fill_page_fields(response, page, result)
+        if self._memo is not None:  # the flows (field 1), then the page fields
+            flows_bytes = repeated_message_field(1, map(self._memo.flow_bytes, result.rows))
+            encoded = flows_bytes + response.SerializeToString()
+            return as_response(flow_service_pb2.ReadFlowsResponse, encoded)
+        fill_flows(response.flows, result.rows)
         return response
 
     async def CountFlows(
         self, request: flow_service_pb2.CountFlowsRequest, context: Context
     ) -> flow_service_pb2.CountFlowsResponse:
-        work = partial(flows.count_flows, filters=validate.count_flows(request))
+        filters = validate.count_flows(request)
+        work: Callable[[sa.Connection], int] = (
+            flows.count_all_flows if filters.empty else partial(flows.count_flows, filters=filters)
+        )
         count = await self._database.read(work, context.time_remaining())
         return flow_service_pb2.CountFlowsResponse(count=count)
 
@@ -133,6 +168,9 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
             row = await self._database.write(work, context.time_remaining())
         if row is None:
             raise NotFoundError(FLOW_RESOURCE, "id", str(update.flow_id))
+        if self._memo is not None:
+            encoded = message_field(1, self._memo.flow_bytes(row))
+            return as_response(flow_service_pb2.UpdateFlowResponse, encoded)
         response = flow_service_pb2.UpdateFlowResponse()
         fill_flow(response.flow, row)
         return response

@@ -126,6 +126,59 @@ def _select_one(connection: sa.Connection) -> None:
     connection.exec_driver_sql("SELECT 1")
 
 
+# --- short reads ---------------------------------------------------------------------
+
+F = TypeVar("F", bound="Callable[..., Any]")
+_SHAPE_ATTRIBUTE = "short_read_shape"
+
+
+_DIRECT_ATTRIBUTE = "short_read_direct"
+
+
+def short_read(
+    shape: str, *, statement: sa.Select[Any] | None = None, answer: str = "row"
+) -> Callable[[F], F]:
+    """Mark a model function as a short read: its statements touch a bounded few rows.
+
+    A backend may then run it without a hand-off to another thread (SQLite
+    runs it on the event loop, bounded; see `db.sqlite_inline`). `shape`
+    names the statement shape: one slow run demotes every call of it.
+
+    `statement`: when the function is exactly this one statement, its keyword
+    arguments the statement's parameters, and `answer` what it returns of the
+    rows ("row": the one row or None; "count": the first column of the one row,
+    as an int), a backend may run the statement on its driver directly.
+    """
+
+    def mark(function: F) -> F:
+        setattr(function, _SHAPE_ATTRIBUTE, shape)
+        if statement is not None:
+            setattr(function, _DIRECT_ATTRIBUTE, (statement, answer))
+        return function
+
+    return mark
+
+
+def short_read_direct(
+    work: Callable[..., Any],
+) -> tuple[sa.Select[Any], str, dict[str, Any]] | None:
+    """The statement, answer and parameters `work` (a marked function or a partial of one)
+    stands for, when it was marked with its statement."""
+    function = getattr(work, "func", work)
+    direct = getattr(function, _DIRECT_ATTRIBUTE, None)
+    if direct is None or getattr(work, "args", None):
+        return None
+    statement, answer = direct
+    return statement, answer, dict(getattr(work, "keywords", {}))
+
+
+def short_read_shape(work: Callable[..., Any]) -> str | None:
+    """The shape `work` (a marked function, or a partial of one) was marked with, if any."""
+    function = getattr(work, "func", work)
+    shape: str | None = getattr(function, _SHAPE_ATTRIBUTE, None)
+    return shape
+
+
 # --- deadlines ---------------------------------------------------------------------
 
 

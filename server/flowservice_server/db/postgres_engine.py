@@ -4,6 +4,13 @@ The transaction has a statement timeout as long as the time left, and a
 cancelled call cancels its query (asyncpg does that); the server rolls back
 whatever a dropped connection had begun.
 
+A short read (`engine.short_read`: one row by key, the count of all flows)
+runs on a pool of its own whose connections are in autocommit: the
+statement alone, without BEGIN, SET LOCAL statement_timeout and ROLLBACK
+around it (and the pool's pre-ping is one round trip instead of three). Its
+deadline is held by cancelling the call, which cancels the query; it takes no
+locks that a timeout would have to bound.
+
 A stream (`Database.stream`) reads through a server-side cursor in one
 REPEATABLE READ, READ ONLY transaction: one snapshot for all its batches,
 each fetched when the caller asks for it.
@@ -33,6 +40,7 @@ from flowservice_server.db.engine import (
     deadline_after,
     expired,
     remaining,
+    short_read_shape,
     to_completion,
 )
 
@@ -84,6 +92,20 @@ class PostgresDatabase(Database):
             pool_pre_ping=settings.pool_pre_ping,
             connect_args=connect_args(settings),
         )
+        self._short_reads = (
+            None
+            if not settings.inline_reads
+            else create_async_engine(
+                settings.url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=settings.pool_size,
+                max_overflow=0,  # short: waiting for a connection beats opening more
+                pool_timeout=settings.pool_timeout,
+                pool_recycle=settings.pool_recycle or -1,
+                pool_pre_ping=settings.pool_pre_ping,
+                connect_args=connect_args(settings),
+            )
+        )
 
     @property
     def dialect(self) -> Dialect:
@@ -99,6 +121,8 @@ class PostgresDatabase(Database):
             await connection.commit()
 
     async def close(self) -> None:
+        if self._short_reads is not None:
+            await self._short_reads.dispose()
         await self.engine.dispose()
 
     async def run(
@@ -109,6 +133,11 @@ class PostgresDatabase(Database):
         write: bool,
         snapshot: bool = False,
     ) -> T:
+        short_path = self._short_reads is not None and not write and not snapshot
+        if short_path and short_read_shape(work) is not None:
+            assert self._short_reads is not None
+            async with cancel_after(time_left), self._short_reads.connect() as connection:
+                return await connection.run_sync(work)
         deadline = deadline_after(time_left)
 
         def unit(connection: sa.Connection) -> T:

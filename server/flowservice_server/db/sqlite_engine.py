@@ -35,8 +35,10 @@ from flowservice_server.db.engine import (
     deadline_after,
     expired,
     remaining,
+    short_read_shape,
     to_completion,
 )
+from flowservice_server.db.sqlite_inline import InlineReader, NotRun
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -132,6 +134,14 @@ class SqliteDatabase(Database):
         )
         self._write_lock = asyncio.Lock()
         self._busy_timeout = settings.busy_timeout
+        #: Short reads on the event-loop thread (None: every unit in a worker thread).
+        self.inline: InlineReader | None = None
+        if settings.inline_reads:
+            self.inline = InlineReader(
+                self.engine,
+                budget=settings.inline_read_budget,
+                prepare=prepare_sqlite(busy_timeout=0),
+            )
 
     @property
     def dialect(self) -> Dialect:
@@ -152,6 +162,8 @@ class SqliteDatabase(Database):
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._threads.shutdown)
+        if self.inline is not None:
+            self.inline.close()
         self.engine.dispose()
 
     async def run(
@@ -164,6 +176,11 @@ class SqliteDatabase(Database):
     ) -> T:
         deadline = deadline_after(time_left)
         if not write:
+            shape = None if snapshot or self.inline is None else short_read_shape(work)
+            if shape is not None and self.inline is not None:
+                result = self.inline.run(shape, work, deadline)
+                if not isinstance(result, NotRun):
+                    return result
             if snapshot:
                 work = partial(_in_read_transaction, work)
             return await self._attempt(work, deadline, write=False)

@@ -24,6 +24,7 @@ from sqlalchemy.sql import util as sql_util
 
 from flowservice_server.convert import epoch_parts, row_etag
 from flowservice_server.db.dialect import insert_ignoring_conflict
+from flowservice_server.db.engine import short_read
 from flowservice_server.db.tables import deployment, flow, flow_run, task_run, work_pool, work_queue
 
 if TYPE_CHECKING:
@@ -33,11 +34,11 @@ FlowRow = sa.Row[Any]
 Clause = sa.ColumnElement[bool]
 
 
-#: The columns a response needs, as the driver returns them: id, created and
-#: updated skip their column types' conversions (text -> UUID/datetime ->
-#: text/Timestamp on every row); `convert` turns the stored values into
-#: message fields directly (it unpacks rows in this order). Tags and labels
-#: keep their JSON decoding.
+#: The columns a response needs, as the driver returns them: every column
+#: skips its type's conversion (text -> UUID/datetime -> text/Timestamp, JSON
+#: text -> list/dict, on every row); `convert` turns the stored values into
+#: message fields directly (it unpacks rows in this order, and decodes tags and
+#: labels), and keys its memo of serialized flows by this raw row.
 def response_columns(table: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
     """A flow's response columns from `table` (`flow`, or a table with a copy of its columns)."""
     return (
@@ -45,8 +46,8 @@ def response_columns(table: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
         sa.type_coerce(table.c.created, sa.String()).label("created"),
         sa.type_coerce(table.c.updated, sa.String()).label("updated"),
         table.c.name,
-        table.c.tags,
-        table.c.labels,
+        sa.cast(table.c.tags, sa.Text()).label("tags"),  # asyncpg would decode json(b)
+        sa.cast(table.c.labels, sa.Text()).label("labels"),
     )
 
 
@@ -92,10 +93,12 @@ def create_flow(
     return connection.execute(_BY_NAME, {"name": name}).one(), False
 
 
+@short_read("flow by id", statement=_BY_ID)
 def read_flow(connection: sa.Connection, flow_id: uuid.UUID) -> FlowRow | None:
     return connection.execute(_BY_ID, {"flow_id": flow_id}).one_or_none()
 
 
+@short_read("flow by name", statement=_BY_NAME)
 def read_flow_by_name(connection: sa.Connection, name: str) -> FlowRow | None:
     return connection.execute(_BY_NAME, {"name": name}).one_or_none()
 
@@ -115,6 +118,21 @@ class FlowFilters:
     work_pools: Clause | None = None
     #: On the flow_run table too, but met by the flow's latest run.
     latest_flow_run: Clause | None = None
+
+    @property
+    def empty(self) -> bool:
+        """No filter at all: every flow matches."""
+        return all(
+            clause is None
+            for clause in (
+                self.flows,
+                self.flow_runs,
+                self.task_runs,
+                self.deployments,
+                self.work_pools,
+                self.latest_flow_run,
+            )
+        )
 
 
 def read_flows(
@@ -218,6 +236,19 @@ def count_flows(connection: sa.Connection, *, filters: FlowFilters) -> int:
     else:
         query = sa.select(sa.func.count()).select_from(flow).where(*flow_conditions(filters))
     return int(connection.execute(query).scalar_one())
+
+
+_COUNT_ALL = sa.select(sa.func.count()).select_from(flow)
+
+
+@short_read("count of all flows", statement=_COUNT_ALL, answer="count")
+def count_all_flows(connection: sa.Connection) -> int:
+    """`count_flows` without filters: one walk of the smallest index of `flow`.
+
+    Short while the table is; on a large one the inline read's budget stops it
+    and its shape goes to worker threads (`db.sqlite_inline`).
+    """
+    return int(connection.execute(_COUNT_ALL).scalar_one())
 
 
 def _count_latest_only(condition: Clause) -> sa.Select[Any]:

@@ -1,0 +1,224 @@
+"""SQLite short reads on the event-loop thread, bounded so that they can never stall it.
+
+Handing a read to a worker thread costs more than the read itself (the hand-off,
+the wake-ups, a pool checkout) when the read is one index lookup. So the model
+functions marked `short_read` run here, on the loop's thread, with this module's
+own connection, under three bounds:
+
+* a progress handler, called every `_STEP_OPCODES` SQLite VM instructions,
+  interrupts the statement once the run's budget (`inline_read_budget`) or the
+  call's deadline has passed: the loop is held for at most about the budget.
+  The budget counts this thread's CPU time (`time.thread_time`), so that a
+  read preempted by another process is not taken for a slow shape;
+* busy timeout 0: a lock (another process's exclusive lock, WAL recovery) is
+  never waited for here; SQLITE_BUSY hands the read to a worker thread;
+* a shape that hit the budget is demoted: for `DEMOTION_SECONDS`, every call of
+  it goes to a worker thread straight away. So is one that finished past its
+  budget twice in a row: SQLite counts a whole index (`count_all_flows`) in one
+  VM instruction, which no progress handler sees, at about 50 ns per index
+  page (some 250 µs for a million flows).
+
+A read has no side effects, so a read stopped at its budget or refused with
+SQLITE_BUSY is simply run again in a worker thread (`db.sqlite_engine`). One
+stopped at the call's deadline ends the call with DEADLINE_EXCEEDED. Reads run
+outside a transaction, like the worker threads' reads: each statement sees
+what was committed before it began.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import sqlite3
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import StaticPool
+
+from flowservice_server.db import dialect
+from flowservice_server.db.engine import short_read_direct
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
+
+#: VM instructions between two calls of the progress handler; a one-row
+#: lookup takes fewer, so it never pays for the handler.
+_STEP_OPCODES = 1_000
+#: How long a shape that ran past its budget goes to worker threads.
+DEMOTION_SECONDS = 60.0
+
+
+class NotRun(enum.Enum):
+    """Why an inline read did not give a result: the caller runs it in a worker thread."""
+
+    DEMOTED = "demoted"
+    OVER_BUDGET = "over_budget"
+    BUSY = "busy"
+    UNEXPECTED = "unexpected"
+
+
+class InlineReader:
+    """One connection, used only on the event-loop thread, for bounded short reads."""
+
+    def __init__(
+        self, engine: sa.Engine, *, budget: float, prepare: Callable[[Any, Any], None]
+    ) -> None:
+        # Same file, same pragmas, but its own connection with busy timeout 0.
+        # timeout 0: even opening it never waits for a lock (sqlite3's default is 5 s).
+        self._engine = sa.create_engine(
+            engine.url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False, "timeout": 0},
+        )
+        sa.event.listen(self._engine, "connect", prepare)
+        self._budget = budget
+        self._connection: sa.Connection | None = None
+        self._demoted_until: dict[str, float] = {}
+        self._slow_once: set[str] = set()
+        #: Per shape marked with its statement: SQL, parameter names, bind processors.
+        self._compiled: dict[str, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+        self._stop_at = 0.0
+        self._deadline: float | None = None
+        self._steps = 0
+        self._stopped_for_deadline = False
+        #: Outcomes by kind ("inline", of which "direct" on the driver itself;
+        #: "slow", "demoted", "over_budget", "busy", "deadline"): for tests and the bench.
+        self.outcomes: Counter[str] = Counter()
+
+    def run(
+        self, shape: str, work: Callable[[sa.Connection], T], deadline: float | None
+    ) -> T | NotRun:
+        """`work`'s result, or why it was not run here; TimeoutError at the deadline."""
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            self.outcomes["deadline"] += 1
+            raise TimeoutError  # as a worker thread would: no work once out of time
+        if self._demoted_until.get(shape, 0.0) > now:
+            self.outcomes["demoted"] += 1
+            return NotRun.DEMOTED
+        self._deadline = deadline
+        self._steps = 0
+        self._stopped_for_deadline = False
+        try:
+            connection = self._connection or self._connect()
+            started = time.thread_time()
+            self._stop_at = started + self._budget
+            result = self._execute(connection, shape, work)
+            if isinstance(result, NotRun):
+                return result
+        except sa_exc.OperationalError as error:
+            if self._stopped_for_deadline:
+                self.outcomes["deadline"] += 1
+                raise TimeoutError from error
+            if self._steps > 0 and _interrupted(error):
+                self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
+                self.outcomes["over_budget"] += 1
+                return NotRun.OVER_BUDGET
+            if dialect.is_busy(error):
+                self.outcomes["busy"] += 1
+                return NotRun.BUSY
+            raise
+        finally:
+            self._stop_at = math.inf  # nothing else runs on this connection, but be sure
+        if time.thread_time() - started > self._budget:
+            # Past its budget without a step the handler could stop (a count of a
+            # whole index is one VM instruction): its result stands, and a shape
+            # slow twice in a row goes (once may be a first compile, or a pause).
+            self.outcomes["slow"] += 1
+            if shape in self._slow_once:
+                self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
+            self._slow_once.add(shape)
+        else:
+            self._slow_once.discard(shape)
+        self.outcomes["inline"] += 1
+        return result
+
+    def _execute(
+        self, connection: sa.Connection, shape: str, work: Callable[[sa.Connection], T]
+    ) -> T | NotRun:
+        direct = short_read_direct(work)
+        if direct is None:
+            return work(connection)
+        answer = self._direct(connection, shape, *direct)
+        return answer if isinstance(answer, NotRun) else cast("T", answer)
+
+    def _direct(
+        self,
+        connection: sa.Connection,
+        shape: str,
+        statement: sa.Select[Any],
+        answer: str,
+        values: dict[str, Any],
+    ) -> Any:
+        """The statement on the sqlite3 connection itself: SQLAlchemy compiles it once.
+
+        The rows are the tuples the driver returns, which is what SQLAlchemy
+        would return for these columns (none has a result conversion). Errors
+        come back SQLAlchemy-wrapped, as from `work`; one this path does not
+        know how to report (anything but an operational error) hands the read
+        to a worker thread, which reports it as usual.
+        """
+        compiled = self._compiled.get(shape)
+        if compiled is None:
+            compiled = self._compile(statement)
+            self._compiled[shape] = compiled
+        sql, names, processors = compiled
+        parameters = tuple(
+            values[name] if process is None else process(values[name])
+            for name, process in zip(names, processors, strict=True)
+        )
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        try:
+            rows = driver.execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as error:
+            raise sa_exc.OperationalError(sql, parameters, error) from error
+        except sqlite3.Error:
+            return NotRun.UNEXPECTED
+        self.outcomes["direct"] += 1
+        if answer == "count":
+            return int(rows[0][0])
+        if len(rows) > 1:
+            raise sa_exc.MultipleResultsFound("more than one row where one or none was required")
+        return rows[0] if rows else None
+
+    def _compile(self, statement: sa.Select[Any]) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+        dialect = self._engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        processors = tuple(compiled.binds[name].type.bind_processor(dialect) for name in names)
+        return compiled.string, names, processors
+
+    def demoted(self, shape: str) -> bool:
+        return self._demoted_until.get(shape, 0.0) > time.monotonic()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self._engine.dispose()
+
+    def _connect(self) -> sa.Connection:
+        connection = self._engine.connect()
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.set_progress_handler(self._progress, _STEP_OPCODES)
+        self._connection = connection
+        return connection
+
+    def _progress(self) -> int:
+        """SQLite's progress handler: nonzero interrupts the running statement."""
+        self._steps += 1
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self._stopped_for_deadline = True
+            return 1
+        return 1 if time.thread_time() >= self._stop_at else 0
+
+
+def _interrupted(error: sa_exc.OperationalError) -> bool:
+    return "interrupted" in str(getattr(error, "orig", error))
