@@ -289,6 +289,9 @@ class ObservabilityInterceptor(CallInterceptor):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         tracing = self._tracing
+        # Read now: a stream cancelled by its client is closed later, by its finalizer,
+        # when grpc.aio has released the call and its context must not be touched.
+        peer = context.peer() if self._log else ""
         if self._metrics is not None:
             self._metrics.call_started(self._labels[method])
         with tracing.span(method, context) if tracing else contextlib.nullcontext() as span:
@@ -297,16 +300,19 @@ class ObservabilityInterceptor(CallInterceptor):
             except (grpc.aio.AbortError, asyncio.CancelledError) as error:
                 code = _ended_by(error, context)
                 raise
+            except GeneratorExit:  # a stream closed by its finalizer: the client went away
+                code = grpc.StatusCode.CANCELLED
+                raise
             finally:
                 if tracing is not None:
                     tracing.finish(span, code)
-                self._report(method, code, time.perf_counter() - started, context)
+                self._report(method, code, time.perf_counter() - started, peer)
 
     def _around_coroutine(self, method: str, behavior: Any) -> Any:
         """Without tracing, a unary call is timed in a plain try: no scope object per call."""
         if self._tracing is not None:
             return super()._around_coroutine(method, behavior)
-        report = self._report
+        report, log = self._report, self._log
         metrics, labels = self._metrics, self._labels.get(method)
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -320,7 +326,8 @@ class ObservabilityInterceptor(CallInterceptor):
                 code = _ended_by(error, context)
                 raise
             finally:
-                report(method, code, time.perf_counter() - started, context)
+                peer = context.peer() if log else ""  # the call is still alive here
+                report(method, code, time.perf_counter() - started, peer)
 
         return call
 
@@ -329,7 +336,7 @@ class ObservabilityInterceptor(CallInterceptor):
         method: str,
         code: grpc.StatusCode,
         seconds: float,
-        context: grpc.aio.ServicerContext[Any, Any],
+        peer: str,
     ) -> None:
         if self._metrics is not None:
             self._metrics.call_handled(self._labels[method], code.name, seconds)
@@ -338,7 +345,7 @@ class ObservabilityInterceptor(CallInterceptor):
                 "method": method,
                 "code": code.name,
                 "duration_ms": round(seconds * 1000, 3),
-                "peer": context.peer(),
+                "peer": peer,
             }
             access_log.info(
                 "%(method)s %(code)s %(duration_ms).3fms %(peer)s",
