@@ -78,8 +78,14 @@ async def query(url: str, statement: str) -> list[tuple[object, ...]]:
 
 
 async def wait_replayed(cluster: Replicated, within: float = 30.0) -> None:
-    """Until the standby has replayed everything the primary had written when called."""
-    [(target,)] = await query(cluster.primary_url, "SELECT pg_current_wal_insert_lsn()::text")
+    """Until the standby has replayed everything the primary had flushed when called.
+
+    The flush position, not the insert position: right after a WAL segment
+    switch (a base backup makes one) the insert position lies past the new
+    segment's header, which no record ends at, so the standby reaches it only
+    with the next record some background process writes (up to 15 s later).
+    """
+    [(target,)] = await query(cluster.primary_url, "SELECT pg_current_wal_flush_lsn()::text")
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         [(caught_up,)] = await query(
