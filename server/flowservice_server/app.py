@@ -35,7 +35,7 @@ from flowservice_server.interceptors import ErrorStatusInterceptor
 from flowservice_server.servicer import FlowServiceServicer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from wsgiref.simple_server import WSGIServer
 
     from flowservice_server.config import GrpcSettings, Settings
@@ -91,15 +91,31 @@ class RunningServer:
         self.watcher.cancel()
         await self.health.enter_graceful_shutdown()
         if self.changefeed is not None:  # watches never end by themselves: end them now
-            await self.changefeed.close()
+            await _bounded(self.changefeed.close(), "closing the change feed")
         # Both listeners drain at once: HTTP calls are the same handlers' calls.
-        await asyncio.gather(
+        listeners = asyncio.gather(
             self.server.stop(grace), *([self.http.stop(grace)] if self.http else [])
         )
-        await self.database.close()
+        await _bounded(listeners, "stopping the listeners", (grace or 0.0) + CLOSE_STEP_SECONDS)
+        await _bounded(self.database.close(), "closing the database")
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
+
+
+#: How long a step of closing (past the grace period) may take: a shutdown must
+#: end, so a step that overruns is logged by name and left behind.
+CLOSE_STEP_SECONDS = 10.0
+
+
+async def _bounded(step: Awaitable[Any], what: str, seconds: float = CLOSE_STEP_SECONDS) -> None:
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        log.warning("shutting down: %s took more than %gs; going on without it", what, seconds)
+        task.cancel()
+        return
+    task.result()
 
 
 def grpc_options(settings: GrpcSettings, *, reuse_port: bool) -> list[tuple[str, Any]]:
