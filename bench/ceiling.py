@@ -317,6 +317,17 @@ def measure_variant(
                 f"{m['server_cpu_ms_per_request']} ms CPU/call ({m['server_cpu_pct']}%), h2load "
                 f"{m['client_cpu_pct']}% CPU"
             )
+        noop = results.get(CEILING_OPS[0])
+        if noop is not None and len(names) > 1:
+            # The no-op again, last: each share is over the mean of the no-op measured on
+            # both sides of the operations, so a slower stretch of CPU 0 weighs on both.
+            path, body, _ = requests[CEILING_OPS[0]]
+            again = h2load(
+                server, path, body, duration=args.duration, warmup=0, concurrency=CONCURRENCY
+            )
+            noop["rps_end"] = again["rps"]
+            noop["cpu_end"] = again["server_cpu_ms_per_request"]
+            say(f"  {backend} {variant:10} {'(no-op again)':40} {again['rps']:9.1f} req/s")
     finally:
         server.stop()
     return results
@@ -549,6 +560,27 @@ def _prefect_rps(backend: dict[str, Any], op: str) -> float | None:
     return None
 
 
+def _noop_rps(measured: dict[str, Any]) -> float:
+    """A session's no-op throughput: the mean of its first and last measurement."""
+    noop = measured[CEILING_OPS[0]]
+    return (float(noop["rps"]) + float(noop.get("rps_end", noop["rps"]))) / 2
+
+
+def _share(backend: dict[str, Any], variant: str, op: str) -> float | None:
+    """Median over rounds of the operation's req/s over its own session's no-op."""
+    return _median(
+        [
+            r[variant][op]["rps"] / _noop_rps(r[variant])
+            for r in backend["rounds"]
+            if op in r.get(variant, {}) and CEILING_OPS[0] in r[variant]
+        ]
+    )
+
+
+def _share_text(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.0f} %"
+
+
 def _cpu(backend: dict[str, Any], variant: str, op: str) -> float | None:
     """Median server CPU ms per call over the rounds."""
     values = [
@@ -562,7 +594,6 @@ def _cpu(backend: dict[str, Any], variant: str, op: str) -> float | None:
 def backend_table(name: str, backend: dict[str, Any], targets: dict[str, float]) -> list[str]:
     variants = list(backend["rounds"][0])
     levers = [v for v in variants if v not in ("before", "after")]
-    noop = {v: _median(_rps(backend, v, CEILING_OPS[0])) for v in variants}
     noop_cpu = {v: _cpu(backend, v, CEILING_OPS[0]) for v in variants}
     head = (
         "| operation (c=16, h2load) | before req/s | after req/s | after/before | "
@@ -579,8 +610,7 @@ def backend_table(name: str, backend: dict[str, Any], targets: dict[str, float])
         cpu_before, cpu_after = _cpu(backend, "before", op), _cpu(backend, "after", op)
         after_m = next(r["after"][op] for r in backend["rounds"] if op in r["after"])
         lever_cells = [
-            f"{_fmt(_median(_rps(backend, lever, op)))} "
-            f"({_pct(_median(_rps(backend, lever, op)), noop[lever])})"
+            f"{_fmt(_median(_rps(backend, lever, op)))} ({_share_text(_share(backend, lever, op))})"
             if _rps(backend, lever, op)
             else "–"
             for lever in levers
@@ -590,8 +620,7 @@ def backend_table(name: str, backend: dict[str, Any], targets: dict[str, float])
         verdict = ""
         if op == CEILING_OPS[0]:
             verdict = "the ceiling"
-        elif target is not None and after is not None and noop["after"]:
-            share = after / noop["after"]
+        elif target is not None and (share := _share(backend, "after", op)) is not None:
             verdict = f"≥ {target:.0%}: {'met' if share >= target else '**missed**'}"
         if prefect and after and name == "PostgreSQL" and op != CEILING_OPS[0]:
             verdict += f"; ≥ 5× Prefect: {'met' if after / prefect >= 5 else '**missed**'}"
@@ -605,7 +634,8 @@ def backend_table(name: str, backend: dict[str, Any], targets: dict[str, float])
         lines.append(
             f"| {op} | {_fmt(before)} | {_fmt(after)}{spread_note} | "
             f"{_fmt(after / before if after and before else None, 2)} | "
-            f"{_pct(before, noop['before'])} | **{_pct(after, noop['after'])}** | {by_cpu} | "
+            f"{_share_text(_share(backend, 'before', op))} | "
+            f"**{_share_text(_share(backend, 'after', op))}** | {by_cpu} | "
             + " | ".join(lever_cells)
             + f" | {_fmt(cpu_before, 3)} / {_fmt(cpu_after, 3)} | {after_m['client_cpu_pct']} % | "
             f"{_fmt(prefect)} | {_fmt(after / prefect if after and prefect else None, 1)}× | "
@@ -655,9 +685,11 @@ def markdown(results: dict[str, Any]) -> str:
         "`--response-memo-size 0`). Each cell is the median "
         f"of {results['rounds']} SQLite round(s) ({results.get('postgres_rounds', 1)} on "
         "PostgreSQL) with the variants in rotating order; the spread of `after` over rounds in "
-        "brackets. % of no-op: the operation's req/s over the same server's Health/Check req/s "
-        "in the same round; by CPU: the no-op's server CPU per call over the operation's (the "
-        "share that does not depend on how much of CPU 0 other processes took).",
+        "brackets. % of no-op: the operation's req/s over the same server's Health/Check "
+        "req/s, measured just before and again just after its operations (their mean), per "
+        "round, then the median over rounds; by CPU: the no-op's server CPU per call "
+        "over the operation's (the share that does not depend on how much of CPU 0 other "
+        "processes took).",
         "",
         f"Noise: load average {results['load_before']} before, {results['load_after']} after "
         f"(2 cores, shared with other work). {results['dataset']}",
