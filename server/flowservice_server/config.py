@@ -270,6 +270,13 @@ class DatabaseSettings:
         "SQLite on the event-loop thread, bounded by --database-inline-read-budget; "
         "PostgreSQL in autocommit on a pool of their own; false: as every other unit of work",
     )
+    direct_reads: bool = setting(
+        True,
+        parse_bool,
+        "PostgreSQL: short reads that are one statement run on asyncpg itself, on a pool of "
+        "their own (no pre-ping, no SQLAlchemy per read); false: on SQLAlchemy in autocommit. "
+        "Only with --database-inline-reads",
+    )
     inline_read_budget: float = setting(
         0.001,
         parse_seconds,

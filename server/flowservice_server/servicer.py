@@ -48,8 +48,10 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self._changefeed = changefeed
         #: With a memo, responses of flows are joined from serialized flows (`wire`).
         self._memo = memo
-        # SQLite reads a name on the event loop, without the write lock (and has no replicas).
-        self._read_before_create = database.dialect.name == "sqlite"
+        # Get-or-create of an existing name is a short read, not a write transaction,
+        # where reads see every commit: not on a standby, which could still hold a
+        # flow the primary has deleted.
+        self._read_before_create = database.reads_see_every_commit
 
     async def CreateFlow(
         self, request: flow_service_pb2.CreateFlowRequest, context: Context

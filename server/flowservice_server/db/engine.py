@@ -63,6 +63,10 @@ class Database(abc.ABC):
         """Run `work` in one transaction: committed if it returns in time, else rolled back."""
         return await self.run(work, time_left, write=True)
 
+    #: Whether every read sees every write committed before it began (no standby
+    #: that lags serves it): a read may then stand in for a write's own read.
+    reads_see_every_commit = True
+
     #: Rows every stream of this database has handed to its caller, in all: how
     #: far streams have read ahead of their clients is visible from outside.
     rows_streamed = 0
