@@ -132,7 +132,7 @@ class DirectReads:
             except Exception as error:
                 if attempt == 1 and _dead(error, connection):
                     self.outcomes["retried"] += 1
-                    pool.expire_connections()
+                    await pool.expire_connections()
                     continue
                 raise self._as_sqlalchemy(error, sql, parameters, connection) from error
             finally:
@@ -173,7 +173,7 @@ class DirectReads:
             if kind in translate:
                 translated = translate[kind](error.args[0] if error.args else "", error)
                 translated.__cause__ = error
-                invalidated = connection.is_closed() if connection is not None else False
+                invalidated = connection is not None and _closed(connection)
                 wrapped: Exception = sa_exc.DBAPIError.instance(
                     sql,
                     tuple(parameters) if parameters is not None else None,
@@ -203,4 +203,12 @@ def _dead(error: Exception, connection: asyncpg.Connection) -> bool:
     if isinstance(error, TimeoutError):
         return False
     lost = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)
-    return connection.is_closed() or isinstance(error, lost)
+    return isinstance(error, lost) or _closed(connection)
+
+
+def _closed(connection: asyncpg.Connection) -> bool:
+    """Whether the connection is gone; the pool takes back one that closed under a read."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:  # released to the pool when it closed
+        return True
