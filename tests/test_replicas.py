@@ -438,7 +438,7 @@ async def test_short_reads_on_the_standby_run_on_asyncpg_and_creates_stay_on_the
         await wait_replayed(cluster)
         database = running.database
         assert isinstance(database, ReplicatedDatabase)
-        assert not database.reads_see_every_commit
+        assert not database.read_before_create
         standby = database.standbys[0].database
         assert isinstance(standby, PostgresDatabase)
         assert standby.direct_reads is not None

@@ -48,10 +48,8 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self._changefeed = changefeed
         #: With a memo, responses of flows are joined from serialized flows (`wire`).
         self._memo = memo
-        # Get-or-create of an existing name is a short read, not a write transaction,
-        # where reads see every commit: not on a standby, which could still hold a
-        # flow the primary has deleted.
-        self._read_before_create = database.reads_see_every_commit
+        # Get-or-create of an existing name: a short read instead of a write transaction.
+        self._read_before_create = database.read_before_create
 
     async def CreateFlow(
         self, request: flow_service_pb2.CreateFlowRequest, context: Context

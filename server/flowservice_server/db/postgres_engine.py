@@ -110,6 +110,8 @@ class PostgresDatabase(Database):
                 connect_args=connect_args(settings),
             )
         )
+        # The name's read is worth reading first only when it is a short read.
+        self.read_before_create = settings.inline_reads
         self._direct = (
             DirectReads(settings, self.engine.dialect)
             if settings.inline_reads and settings.direct_reads

@@ -251,7 +251,7 @@ class ReplicatedDatabase(Database):
         self.primary = primary
         self.standbys = list(standbys)
         # A standby may not have replayed a delete the primary committed.
-        self.reads_see_every_commit = not self.standbys
+        self.read_before_create = primary.read_before_create and not self.standbys
         self.max_replica_lag = max_replica_lag
         self.replica_wait = replica_wait
         self.probe_interval = probe_interval
