@@ -219,6 +219,7 @@ async def test_a_connection_killed_server_side_is_replaced_and_the_read_answered
 
 
 async def test_a_stopped_postgresql_is_unavailable_then_serves_again() -> None:
+    """Reads on either path, and writes on either (`--database-lean-writes`), alike."""
     reason = missing_postgres_reason()
     if reason is not None:
         pytest.skip(f"a PostgreSQL of the test's own needs the server binaries: {reason}")
@@ -229,7 +230,7 @@ async def test_a_stopped_postgresql_is_unavailable_then_serves_again() -> None:
             await admin(cluster.url(), 'CREATE DATABASE "flowservice"')
             url = cluster.url("flowservice")
             async with (
-                _serving(url, pool_size=2, pool_timeout=2) as direct,
+                _serving(url, pool_size=2, pool_timeout=2, lean_writes=True) as direct,
                 _serving(url, pool_size=2, pool_timeout=2, direct_reads=False) as plain,
             ):
                 async with FlowClient(f"127.0.0.1:{direct.port}", timeout=10) as client:
@@ -244,17 +245,20 @@ async def test_a_stopped_postgresql_is_unavailable_then_serves_again() -> None:
                             client.read_flow_by_name("outage"),
                             client.count_flows(),
                             client.create_flow("outage"),
+                            client.update_flow(flow.id, tags=["x"]),
+                            client.delete_flow(flow.id),
                         ):
                             error = await expect_error(call, grpc.StatusCode.UNAVAILABLE)
                             assert error.retry_info is not None
                             assert error.error_info is not None
                             failures.append((error.message, error.error_info.reason))
-                assert failures[:4] == failures[4:]
+                assert failures[:6] == failures[6:]
                 cluster.start()
                 async with FlowClient(f"127.0.0.1:{direct.port}", timeout=10) as client:
                     assert (await client.read_flow(flow.id)).name == "outage"
                     assert (await client.read_flow_by_name("outage")).id == flow.id
                     assert await client.count_flows() == 1
+                    assert list((await client.update_flow(flow.id, tags=["y"])).tags) == ["y"]
         finally:
             cluster.stop("immediate")
 

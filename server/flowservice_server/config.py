@@ -277,6 +277,13 @@ class DatabaseSettings:
         "their own (no pre-ping, no SQLAlchemy per read); false: on SQLAlchemy in autocommit. "
         "Only with --database-inline-reads",
     )
+    lean_writes: bool = setting(
+        False,
+        parse_bool,
+        "PostgreSQL: a write begins its transaction and statement timeout in one round trip, "
+        "on connections in autocommit without a pre-ping (a dead one is replaced when BEGIN "
+        "finds it); false: SQLAlchemy's pre-ping, BEGIN, SET LOCAL and COMMIT",
+    )
     inline_read_budget: float = setting(
         0.001,
         parse_seconds,

@@ -37,6 +37,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import sqlalchemy as sa
     from sqlalchemy.engine import Dialect
 
@@ -76,7 +78,6 @@ class DirectReads:
 
     def __init__(self, settings: DatabaseSettings, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._dbapi = dialect.loaded_dbapi
         self._arguments = pool_arguments(settings, dialect)
         self._pool_timeout = settings.pool_timeout
         self._pool: asyncpg.Pool | None = None
@@ -130,7 +131,7 @@ class DirectReads:
                 rows: list[Any] = await connection.fetch(sql, *parameters)
                 return rows
             except Exception as error:
-                if attempt == 1 and _dead(error, connection):
+                if attempt == 1 and dead(error, connection):
                     self.outcomes["retried"] += 1
                     await pool.expire_connections()
                     continue
@@ -167,22 +168,8 @@ class DirectReads:
         parameters: list[Any] | None,
         connection: asyncpg.Connection | None,
     ) -> Exception:
-        """`error` as SQLAlchemy's asyncpg dialect raises it; others (OSError…) as they are."""
-        translate = self._dbapi._asyncpg_error_translate  # the dialect's own map
-        for kind in type(error).__mro__:
-            if kind in translate:
-                translated = translate[kind](error.args[0] if error.args else "", error)
-                translated.__cause__ = error
-                invalidated = connection is not None and _closed(connection)
-                wrapped: Exception = sa_exc.DBAPIError.instance(
-                    sql,
-                    tuple(parameters) if parameters is not None else None,
-                    translated,
-                    self._dbapi.Error,
-                    connection_invalidated=invalidated,
-                )
-                return wrapped
-        return error
+        invalidated = connection is not None and _closed(connection)
+        return as_sqlalchemy(error, self._dialect, sql, parameters, invalidated=invalidated)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -195,7 +182,33 @@ class DirectReads:
             pool.terminate()
 
 
-def _dead(error: Exception, connection: asyncpg.Connection) -> bool:
+def as_sqlalchemy(
+    error: Exception,
+    dialect: Dialect,
+    sql: str | None,
+    parameters: Sequence[Any] | None,
+    *,
+    invalidated: bool,
+) -> Exception:
+    """`error` as SQLAlchemy's asyncpg dialect raises it; others (OSError…) as they are."""
+    dbapi = dialect.loaded_dbapi
+    translate = dbapi._asyncpg_error_translate  # the dialect's own map
+    for kind in type(error).__mro__:
+        if kind in translate:
+            translated = translate[kind](error.args[0] if error.args else "", error)
+            translated.__cause__ = error
+            wrapped: Exception = sa_exc.DBAPIError.instance(
+                sql,
+                tuple(parameters) if parameters is not None else None,
+                translated,
+                dbapi.Error,
+                connection_invalidated=invalidated,
+            )
+            return wrapped
+    return error
+
+
+def dead(error: Exception, connection: asyncpg.Connection) -> bool:
     """The connection failed, not the read: a fresh connection may answer it.
 
     The call's deadline (a TimeoutError, which is an OSError) is not a dead connection.

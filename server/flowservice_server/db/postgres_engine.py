@@ -47,6 +47,7 @@ from flowservice_server.db.engine import (
     to_completion,
 )
 from flowservice_server.db.postgres_direct import DirectReads
+from flowservice_server.db.postgres_writes import LeanWrites
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
@@ -118,6 +119,27 @@ class PostgresDatabase(Database):
             else None
         )
 
+        self._writes_engine = (
+            None
+            if not settings.lean_writes
+            else create_async_engine(
+                settings.url,
+                isolation_level="AUTOCOMMIT",  # the unit makes its own transaction
+                pool_size=settings.pool_size,
+                max_overflow=settings.max_overflow,
+                pool_timeout=settings.pool_timeout,
+                pool_recycle=settings.pool_recycle or -1,
+                pool_pre_ping=False,  # BEGIN finds a dead connection before anything is sent
+                connect_args=connect_args(settings),
+            )
+        )
+        self._lean = None if self._writes_engine is None else LeanWrites(self._writes_engine)
+
+    @property
+    def lean_writes(self) -> LeanWrites | None:
+        """Writes in three round trips (`db.postgres_writes`), when that is on."""
+        return self._lean
+
     @property
     def direct_reads(self) -> DirectReads | None:
         """The asyncpg path of short reads marked with their statement, when it is on."""
@@ -139,6 +161,8 @@ class PostgresDatabase(Database):
     async def close(self) -> None:
         if self._direct is not None:
             await self._direct.close()
+        if self._writes_engine is not None:
+            await self._writes_engine.dispose()
         if self._short_reads is not None:
             await self._short_reads.dispose()
         await self.engine.dispose()
@@ -161,6 +185,8 @@ class PostgresDatabase(Database):
             assert self._short_reads is not None
             async with cancel_after(time_left), self._short_reads.connect() as connection:
                 return await connection.run_sync(work)
+        if write and self._lean is not None:
+            return await self._lean.write(work, time_left)
         deadline = deadline_after(time_left)
 
         def unit(connection: sa.Connection) -> T:
