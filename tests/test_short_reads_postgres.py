@@ -26,6 +26,7 @@ from flowservice.v1 import flow_service_pb2 as pb
 from flowservice_server.app import start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.engine import short_read
+from flowservice_server.db.postgres_direct import pool_arguments
 from flowservice_server.db.postgres_engine import PostgresDatabase
 from flowservice_server.models import flows
 from tests.conftest import through_pgbouncer
@@ -60,9 +61,13 @@ NO_RETRIES = [("grpc.enable_retries", 0)]
 
 
 @contextlib.asynccontextmanager
-async def _serving(url: str, **database: Any) -> AsyncIterator[RunningServer]:
-    settings = DatabaseSettings(url=url, **database)
-    running = await start_server(Settings(address="127.0.0.1:0", database=settings))
+async def _serving(url: str, memo: int = 10_000, **database: Any) -> AsyncIterator[RunningServer]:
+    settings = Settings(
+        address="127.0.0.1:0",
+        response_memo_size=memo,
+        database=DatabaseSettings(url=url, **database),
+    )
+    running = await start_server(settings)
     try:
         yield running
     finally:
@@ -141,12 +146,14 @@ async def _raw(port: int, method: str, request: Message) -> Answer:
         return grpc.StatusCode.OK, response, None
 
 
+@pytest.mark.parametrize("memo", [10_000, 0])
 async def test_every_short_read_answers_the_same_bytes_with_the_direct_path_off(
-    scratch_postgres: str,
+    scratch_postgres: str, memo: int
 ) -> None:
+    """With the memo, and without it (the rows converted one by one)."""
     async with (
-        _serving(scratch_postgres) as direct,
-        _serving(scratch_postgres, direct_reads=False) as plain,
+        _serving(scratch_postgres, memo=memo) as direct,
+        _serving(scratch_postgres, memo=memo, direct_reads=False) as plain,
     ):
         assert isinstance(plain.database, PostgresDatabase)
         assert plain.database.direct_reads is None
@@ -176,6 +183,28 @@ async def test_every_short_read_answers_the_same_bytes_with_the_direct_path_off(
         assert answer[0] == grpc.StatusCode.INVALID_ARGUMENT
         assert "0x00" in str(answer[1])
         assert answer == await _raw(plain.port, "ReadFlowByName", refused)
+
+
+def test_the_pool_connects_as_the_engine_does() -> None:
+    """The URL's query (TLS options, say) reaches asyncpg; SQLAlchemy's own options do not."""
+    url = (
+        "postgresql+asyncpg://u:p@db.example:6432/flows?ssl=require&prepared_statement_cache_size=5"
+    )
+    settings = DatabaseSettings(url=url, pooler="pgbouncer", connect_timeout=3, pool_size=7)
+    dialect = sa.create_engine(sa.make_url(url).set(drivername="postgresql+asyncpg")).dialect
+    arguments = pool_arguments(settings, dialect)
+    assert {key: arguments[key] for key in ("host", "port", "user", "password", "database")} == {
+        "host": "db.example",
+        "port": 6432,
+        "user": "u",
+        "password": "p",
+        "database": "flows",
+    }
+    assert arguments["ssl"] == "require"
+    assert arguments["timeout"] == 3
+    assert arguments["statement_cache_size"] == 0  # behind a pooler
+    assert arguments["max_size"] == 7
+    assert "prepared_statement_cache_size" not in arguments
 
 
 async def _terminate(server_url: str, database: str) -> int:

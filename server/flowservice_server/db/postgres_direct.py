@@ -81,6 +81,7 @@ class DirectReads:
         self._arguments = pool_arguments(settings, dialect)
         self._pool_timeout = settings.pool_timeout
         self._pool: asyncpg.Pool | None = None
+        self._closed = False
         self._opening = asyncio.Lock()
         #: Per statement: its SQL, parameter names and bind processors.
         self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
@@ -157,6 +158,8 @@ class DirectReads:
 
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
+            if self._closed:  # a pool opened now would never be closed
+                raise ConnectionError("the database is closed")
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(**self._arguments)
             return self._pool
@@ -172,6 +175,7 @@ class DirectReads:
         return as_sqlalchemy(error, self._dialect, sql, parameters, invalidated=invalidated)
 
     async def close(self) -> None:
+        self._closed = True
         pool, self._pool = self._pool, None
         if pool is None:
             return
