@@ -357,6 +357,37 @@ async def test_a_blocked_direct_read_ends_at_its_deadline_and_its_query_is_cance
             assert await _blocked_reads(postgres_server_url, name) == 0
 
 
+@pytest.mark.parametrize("direct_reads", [True, False])
+async def test_no_free_connection_within_the_pool_timeout_is_unavailable(
+    scratch_postgres: str, postgres_server_url: str, direct_reads: bool
+) -> None:
+    """One connection, held by a read blocked behind a lock: the next read gives up
+    after the pool timeout as the SQLAlchemy pool does, UNAVAILABLE, on either path."""
+    name = _database_name(scratch_postgres)
+    settings: dict[str, Any] = {"pool_size": 1, "pool_timeout": 0.3, "direct_reads": direct_reads}
+    async with _serving(scratch_postgres, **settings) as running, _client(running) as client:
+        flow, _ = await client.create_flow("crowded")
+        locker = await asyncpg.connect(_plain_dsn(scratch_postgres))
+        try:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE flow IN ACCESS EXCLUSIVE MODE")
+                holding = asyncio.ensure_future(client.read_flow(flow.id, timeout=5))
+
+                async def waiting() -> bool:
+                    return await _blocked_reads(postgres_server_url, name) == 1
+
+                assert await _until(waiting, 2.0)
+                started = time.monotonic()
+                error = await expect_error(
+                    client.read_flow_by_name("crowded"), grpc.StatusCode.UNAVAILABLE
+                )
+                assert error.retry_info is not None
+                assert time.monotonic() - started < 2.0
+        finally:
+            await locker.close()
+        assert (await holding).name == "crowded"
+
+
 async def test_direct_reads_run_behind_pgbouncer(
     scratch_postgres: str, pgbouncer: PgBouncer
 ) -> None:
