@@ -83,8 +83,9 @@ class DirectReads:
         self._pool: asyncpg.Pool | None = None
         self._closed = False
         self._opening = asyncio.Lock()
-        #: Per statement: its SQL, parameter names and bind processors.
-        self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+        #: Per statement (by identity; each entry keeps its statement alive, so
+        #: that no other takes its id): its SQL, parameter names and bind processors.
+        self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[Any, ...], object]] = {}
         #: "direct": reads answered; "retried": reads run again on a fresh connection.
         self.outcomes: Counter[str] = Counter()
 
@@ -106,15 +107,17 @@ class DirectReads:
         compiled = self._compiled.get(id(statement))
         if compiled is None:
             compiled = self._compiled[id(statement)] = self._compile(statement)
-        sql, names, processors = compiled
+        sql, names, processors, _ = compiled
         parameters = [
             values[name] if process is None else process(values[name])
             for name, process in zip(names, processors, strict=True)
         ]
         return sql, parameters
 
-    def _compile(self, statement: sa.Select[Any]) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
-        """Once per statement (statements are module constants, kept alive by their module)."""
+    def _compile(
+        self, statement: sa.Select[Any]
+    ) -> tuple[str, tuple[str, ...], tuple[Any, ...], object]:
+        """Once per statement (they are module constants: a handful in all)."""
         dialect = self._dialect
         compiled = statement.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
@@ -122,7 +125,7 @@ class DirectReads:
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in names
         )
-        return compiled.string, names, processors
+        return compiled.string, names, processors, statement
 
     async def _fetch(self, sql: str, parameters: list[Any]) -> list[Any]:
         pool = self._pool or await self._open()

@@ -11,7 +11,9 @@ around it (and the pool's pre-ping is one round trip instead of three). Its
 deadline is held by cancelling the call, which cancels the query; it takes no
 locks that a timeout would have to bound. A short read marked with its
 statement skips SQLAlchemy altogether: asyncpg runs it on a pool of its own
-(`db.postgres_direct`, `--database-direct-reads`).
+(`db.postgres_direct`, `--database-direct-reads`). With
+`--database-lean-writes`, a write begins its own transaction on an engine
+without pre-ping instead (`db.postgres_writes`).
 
 A stream (`Database.stream`) reads through a server-side cursor in one
 REPEATABLE READ, READ ONLY transaction: one snapshot for all its batches,
