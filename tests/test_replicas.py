@@ -19,6 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from flowservice.client import FlowClient, FlowClientSync, RpcError
 from flowservice.errors import from_failed_call
 from flowservice.v1 import flow_service_pb2, flow_service_pb2_grpc
+from flowservice_server.db.postgres_engine import PostgresDatabase
+from flowservice_server.db.replicas import ReplicatedDatabase
 from tests.http_transports import TRANSPORTS, GrpcCaller, caller
 from tests.pg_cluster import missing_postgres_reason
 from tests.replication import (
@@ -421,6 +423,35 @@ async def test_reads_fail_over_at_once_when_the_standby_dies_between_probes(
             assert reads_by_target(running) == {standby_target(cluster): 1.0, "primary": 4.0}
         finally:
             await asyncio.to_thread(cluster.standby.start)
+
+
+async def test_short_reads_on_the_standby_run_on_asyncpg_and_creates_stay_on_the_primary(
+    cluster: Replicated,
+) -> None:
+    """A standby's short reads take the direct path; CreateFlow of an existing name does not
+    read it first there (a lagging standby could still hold a deleted flow)."""
+    async with (
+        serving_with_standby(cluster) as running,
+        FlowClient(target(running), timeout=30, options=NO_RETRIES) as client,
+    ):
+        flow, _ = await client.create_flow("direct-on-the-standby")
+        await wait_replayed(cluster)
+        database = running.database
+        assert isinstance(database, ReplicatedDatabase)
+        assert not database.read_before_create
+        standby = database.standbys[0].database
+        assert isinstance(standby, PostgresDatabase)
+        assert standby.direct_reads is not None
+        before = standby.direct_reads.outcomes["direct"]
+        assert (await client.read_flow(flow.id)).name == flow.name
+        assert (await client.read_flow_by_name(flow.name)).id == flow.id
+        assert await client.count_flows() >= 1
+        assert standby.direct_reads.outcomes["direct"] == before + 3
+        assert reads_by_target(running) == {standby_target(cluster): 3.0}
+        again, created = await client.create_flow(flow.name)
+        assert (again.id, created) == (flow.id, False)
+        assert standby.direct_reads.outcomes["direct"] == before + 3
+        assert reads_by_target(running) == {standby_target(cluster): 3.0}
 
 
 async def test_streams_cancelled_by_the_client_end_cleanly(

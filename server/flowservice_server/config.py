@@ -270,6 +270,20 @@ class DatabaseSettings:
         "SQLite on the event-loop thread, bounded by --database-inline-read-budget; "
         "PostgreSQL in autocommit on a pool of their own; false: as every other unit of work",
     )
+    direct_reads: bool = setting(
+        True,
+        parse_bool,
+        "PostgreSQL: short reads that are one statement run on asyncpg itself, on a pool of "
+        "their own (no pre-ping, no SQLAlchemy per read); false: on SQLAlchemy in autocommit. "
+        "Only with --database-inline-reads",
+    )
+    lean_writes: bool = setting(
+        False,
+        parse_bool,
+        "PostgreSQL: a write begins its transaction and statement timeout in one round trip, "
+        "on connections in autocommit without a pre-ping (a dead one is replaced when BEGIN "
+        "finds it); false: SQLAlchemy's pre-ping, BEGIN, SET LOCAL and COMMIT",
+    )
     inline_read_budget: float = setting(
         0.001,
         parse_seconds,

@@ -48,8 +48,8 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         self._changefeed = changefeed
         #: With a memo, responses of flows are joined from serialized flows (`wire`).
         self._memo = memo
-        # SQLite reads a name on the event loop, without the write lock (and has no replicas).
-        self._read_before_create = database.dialect.name == "sqlite"
+        # Get-or-create of an existing name: a short read instead of a write transaction.
+        self._read_before_create = database.read_before_create
 
     async def CreateFlow(
         self, request: flow_service_pb2.CreateFlowRequest, context: Context

@@ -63,6 +63,12 @@ class Database(abc.ABC):
         """Run `work` in one transaction: committed if it returns in time, else rolled back."""
         return await self.run(work, time_left, write=True)
 
+    #: Whether CreateFlow reads the name first, as a short read, and writes only
+    #: when it is new (get-or-create of an existing name without a write
+    #: transaction). Only where every read sees every write committed before it
+    #: began: a lagging standby could still hold a flow the primary deleted.
+    read_before_create = True
+
     #: Rows every stream of this database has handed to its caller, in all: how
     #: far streams have read ahead of their clients is visible from outside.
     rows_streamed = 0

@@ -9,7 +9,11 @@ runs on a pool of its own whose connections are in autocommit: the
 statement alone, without BEGIN, SET LOCAL statement_timeout and ROLLBACK
 around it (and the pool's pre-ping is one round trip instead of three). Its
 deadline is held by cancelling the call, which cancels the query; it takes no
-locks that a timeout would have to bound.
+locks that a timeout would have to bound. A short read marked with its
+statement skips SQLAlchemy altogether: asyncpg runs it on a pool of its own
+(`db.postgres_direct`, `--database-direct-reads`). With
+`--database-lean-writes`, a write begins its own transaction on an engine
+without pre-ping instead (`db.postgres_writes`).
 
 A stream (`Database.stream`) reads through a server-side cursor in one
 REPEATABLE READ, READ ONLY transaction: one snapshot for all its batches,
@@ -30,7 +34,7 @@ that runs it.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
@@ -40,9 +44,12 @@ from flowservice_server.db.engine import (
     deadline_after,
     expired,
     remaining,
+    short_read_direct,
     short_read_shape,
     to_completion,
 )
+from flowservice_server.db.postgres_direct import DirectReads
+from flowservice_server.db.postgres_writes import LeanWrites
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
@@ -106,6 +113,39 @@ class PostgresDatabase(Database):
                 connect_args=connect_args(settings),
             )
         )
+        # The name's read is worth reading first only when it is a short read.
+        self.read_before_create = settings.inline_reads
+        self._direct = (
+            DirectReads(settings, self.engine.dialect)
+            if settings.inline_reads and settings.direct_reads
+            else None
+        )
+
+        self._writes_engine = (
+            None
+            if not settings.lean_writes
+            else create_async_engine(
+                settings.url,
+                isolation_level="AUTOCOMMIT",  # the unit makes its own transaction
+                pool_size=settings.pool_size,
+                max_overflow=settings.max_overflow,
+                pool_timeout=settings.pool_timeout,
+                pool_recycle=settings.pool_recycle or -1,
+                pool_pre_ping=False,  # BEGIN finds a dead connection before anything is sent
+                connect_args=connect_args(settings),
+            )
+        )
+        self._lean = None if self._writes_engine is None else LeanWrites(self._writes_engine)
+
+    @property
+    def lean_writes(self) -> LeanWrites | None:
+        """Writes in three round trips (`db.postgres_writes`), when that is on."""
+        return self._lean
+
+    @property
+    def direct_reads(self) -> DirectReads | None:
+        """The asyncpg path of short reads marked with their statement, when it is on."""
+        return self._direct
 
     @property
     def dialect(self) -> Dialect:
@@ -121,6 +161,10 @@ class PostgresDatabase(Database):
             await connection.commit()
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
+        if self._writes_engine is not None:
+            await self._writes_engine.dispose()
         if self._short_reads is not None:
             await self._short_reads.dispose()
         await self.engine.dispose()
@@ -134,10 +178,17 @@ class PostgresDatabase(Database):
         snapshot: bool = False,
     ) -> T:
         short_path = self._short_reads is not None and not write and not snapshot
+        direct = short_read_direct(work) if short_path and self._direct is not None else None
+        if direct is not None:
+            assert self._direct is not None
+            async with cancel_after(time_left):
+                return cast("T", await self._direct.read(*direct))
         if short_path and short_read_shape(work) is not None:
             assert self._short_reads is not None
             async with cancel_after(time_left), self._short_reads.connect() as connection:
                 return await connection.run_sync(work)
+        if write and self._lean is not None:
+            return await self._lean.write(work, time_left)
         deadline = deadline_after(time_left)
 
         def unit(connection: sa.Connection) -> T:

@@ -250,6 +250,8 @@ class ReplicatedDatabase(Database):
     ) -> None:
         self.primary = primary
         self.standbys = list(standbys)
+        # A standby may not have replayed a delete the primary committed.
+        self.read_before_create = primary.read_before_create and not self.standbys
         self.max_replica_lag = max_replica_lag
         self.replica_wait = replica_wait
         self.probe_interval = probe_interval
