@@ -278,7 +278,7 @@ class DatabaseSettings:
         "Only with --database-inline-reads",
     )
     lean_writes: bool = setting(
-        False,
+        True,
         parse_bool,
         "PostgreSQL: a write begins its transaction and statement timeout in one round trip, "
         "on connections in autocommit without a pre-ping (a dead one is replaced when BEGIN "
