@@ -270,6 +270,14 @@ class DatabaseSettings:
         "SQLite on the event-loop thread, bounded by --database-inline-read-budget; "
         "PostgreSQL in autocommit on a pool of their own; false: as every other unit of work",
     )
+    inline_pages: bool = setting(
+        True,
+        parse_bool,
+        "SQLite, with --database-inline-reads: ReadFlows pages run on the sqlite3 driver "
+        "directly, on the event-loop thread, under the same budget (a page's statement "
+        "shape that exceeds it goes to worker threads for a minute); false: pages run in "
+        "a worker thread through SQLAlchemy",
+    )
     inline_read_budget: float = setting(
         0.001,
         parse_seconds,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowservice.v1 import flow_pb2
 from flowservice_server.etags import flow_etag
+from flowservice_server.wire import message_field
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -70,29 +71,62 @@ class FlowMemo:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._flows: dict[tuple[Any, ...], bytes] = {}
+        #: Each Flow as field 1 of a response (tag, length, message): every response
+        #: that carries flows has them in field 1, so a page is these joined as they are.
+        self._fields: dict[tuple[Any, ...], bytes] = {}
         #: Lookups answered from the memo, and rows converted: for tests and the benchmark.
         self.hits = 0
         self.misses = 0
 
     def flow_bytes(self, row: Sequence[Any]) -> bytes:
         """The Flow of `row`, serialized."""
-        key = tuple(row)
-        encoded = self._flows.get(key)
-        if encoded is not None:
+        field = self.flow_field(row)
+        return field[_field_header_size(field) :]
+
+    def flow_field(self, row: Sequence[Any]) -> bytes:
+        """The Flow of `row` as field 1 of a response."""
+        key = row if type(row) is tuple else tuple(row)
+        field = self._fields.get(key)
+        if field is not None:
             self.hits += 1
-            return encoded
+            return field
+        return self._convert(key)
+
+    def flows_field(self, rows: Iterable[Sequence[Any]]) -> bytes:
+        """The Flows of `rows`, in order, as the repeated field 1 of a response (a page)."""
+        get = self._fields.get
+        fields: list[bytes] = []
+        append = fields.append
+        for row in rows:
+            key = row if type(row) is tuple else tuple(row)  # the driver's rows are tuples
+            field = get(key)
+            if field is None:
+                field = self._convert(key)
+                self.hits -= 1  # counted below as a hit
+            append(field)
+        self.hits += len(fields)
+        return b"".join(fields)
+
+    def _convert(self, key: tuple[Any, ...]) -> bytes:
         self.misses += 1
         message = flow_pb2.Flow()
         fill_flow(message, key)
-        encoded = message.SerializeToString()
-        if len(self._flows) >= self._size:
-            del self._flows[next(iter(self._flows))]
-        self._flows[key] = encoded
-        return encoded
+        field = message_field(1, message.SerializeToString())
+        if len(self._fields) >= self._size:
+            del self._fields[next(iter(self._fields))]
+        self._fields[key] = field
+        return field
 
     def __len__(self) -> int:
-        return len(self._flows)
+        return len(self._fields)
+
+
+def _field_header_size(field: bytes) -> int:
+    """The bytes before a field's payload: its tag (one, for field 1) and its length (a varint)."""
+    size = 2
+    while field[size - 1] & 0x80:  # a varint's last byte has the high bit clear
+        size += 1
+    return size
 
 
 def fill_flows(messages: Any, rows: Iterable[Sequence[Any]]) -> None:

@@ -37,12 +37,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from flowservice_server.db import dialect
 from flowservice_server.db.engine import short_read_direct
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable, Mapping, Sequence
+
+    from flowservice_server.db.engine import DirectPlan
 
 T = TypeVar("T")
 
@@ -51,6 +54,11 @@ T = TypeVar("T")
 _STEP_OPCODES = 1_000
 #: How long a shape that ran past its budget goes to worker threads.
 DEMOTION_SECONDS = 60.0
+#: Compiled plan statements kept (oldest out first), and shapes remembered as slow.
+_PLAN_CACHE_SIZE = 500
+_SHAPES_KEPT = 10_000
+#: A cached shape whose rows SQLAlchemy would convert: it runs through SQLAlchemy.
+_NOT_DIRECT = object()
 
 
 class NotRun(enum.Enum):
@@ -78,8 +86,10 @@ class InlineReader:
         sa.event.listen(self._engine, "connect", prepare)
         self._budget = budget
         self._connection: sa.Connection | None = None
-        self._demoted_until: dict[str, float] = {}
-        self._slow_once: set[str] = set()
+        self._demoted_until: dict[Hashable, float] = {}
+        self._slow_once: set[Hashable] = set()
+        #: Plan statements by SQLAlchemy cache key: compiled, or `_NOT_DIRECT`.
+        self._plans: dict[Any, SQLCompiler | object] = {}
         #: Per shape marked with its statement: SQL, parameter names, bind processors.
         self._compiled: dict[str, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
         self._stop_at = 0.0
@@ -94,6 +104,105 @@ class InlineReader:
         self, shape: str, work: Callable[[sa.Connection], T], deadline: float | None
     ) -> T | NotRun:
         """`work`'s result, or why it was not run here; TimeoutError at the deadline."""
+        result: T | NotRun = self._bounded(shape, deadline, lambda c: self._execute(c, shape, work))
+        return result
+
+    def run_plan(self, plan: DirectPlan, deadline: float | None) -> Any:
+        """A planned read (`engine.direct_read`) on the driver: its answer, or why not.
+
+        Each statement is compiled once per SQLAlchemy cache key (the shape of
+        the statement, whatever its values) and demoted by it, so a slow
+        filtered page never sends the plain page to worker threads. Several
+        statements read one snapshot (BEGIN DEFERRED, then ROLLBACK).
+        """
+        bound: list[tuple[str, tuple[Any, ...]]] = []
+        keys: list[Any] = []
+        for statement, values in plan.statements:
+            prepared = self._prepared(statement, values)
+            if prepared is None:
+                self.outcomes["unexpected"] += 1
+                return NotRun.UNEXPECTED
+            key, sql, parameters = prepared
+            keys.append(key)
+            bound.append((sql, parameters))
+        shape = ("plan", *keys)
+
+        def execute(connection: sa.Connection) -> Any:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            try:
+                results = _fetch_all(driver, bound)
+            except sa_exc.OperationalError:
+                raise
+            except sqlite3.Error:  # not for this path to report: a worker thread will
+                return NotRun.UNEXPECTED
+            return plan.finish(results)
+
+        result = self._bounded(shape, deadline, execute)
+        if not isinstance(result, NotRun):
+            self.outcomes["direct"] += 1
+        return result
+
+    def _prepared(
+        self, statement: sa.Select[Any], values: Mapping[str, Any]
+    ) -> tuple[Any, str, tuple[Any, ...]] | None:
+        """The statement's shape, SQL and positional parameters; None: not for the driver.
+
+        As SQLAlchemy's own execution does: the compiled form cached by the
+        statement's cache key, the values of this statement's bound
+        parameters (extracted with the key) and `values` put in the compiled
+        parameters' places, through their types' bind processors.
+        """
+        cache_key = statement._generate_cache_key()  # SQLAlchemy's own key
+        if cache_key is None:  # an element that cannot be cached
+            return None
+        key = cache_key.key
+        compiled = self._plans.get(key)
+        if compiled is None:
+            compiled = self._compile_plan(statement, cache_key)
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = compiled
+        if compiled is _NOT_DIRECT:
+            return None
+        assert isinstance(compiled, SQLCompiler)
+        parameters = compiled.construct_params(
+            values, escape_names=False, extracted_parameters=cache_key.bindparams
+        )
+        sql = compiled.string
+        processors: Mapping[str, Any] = compiled._bind_processors
+        positions: Sequence[str] = compiled.positiontup or ()
+        if compiled.post_compile_params:  # IN lists: one placeholder per item
+            expanded = compiled._process_parameters_for_postcompile(parameters)
+            sql = expanded.statement
+            processors = {**processors, **expanded.processors}
+            positions = expanded.positiontup or ()
+        return (
+            key,
+            sql,
+            tuple(
+                processors[name](parameters[name]) if name in processors else parameters[name]
+                for name in positions
+            ),
+        )
+
+    def _compile_plan(self, statement: sa.Select[Any], cache_key: Any) -> SQLCompiler | object:
+        """Compiled once per shape; `_NOT_DIRECT` when the driver's rows would differ."""
+        dialect = self._engine.dialect
+        compiled = statement.compile(dialect=dialect, cache_key=cache_key)
+        if not isinstance(compiled, SQLCompiler) or not compiled.positional:
+            return _NOT_DIRECT
+        if compiled.literal_execute_params or compiled.schema_translate_map:
+            return _NOT_DIRECT
+        for column in compiled._result_columns:
+            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+                return _NOT_DIRECT  # SQLAlchemy would convert this column's values
+        return compiled
+
+    def _bounded(
+        self, shape: Hashable, deadline: float | None, execute: Callable[[sa.Connection], Any]
+    ) -> Any:
+        """`execute` with the inline connection under the bounds; NotRun: not done here."""
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             self.outcomes["deadline"] += 1
@@ -108,7 +217,7 @@ class InlineReader:
             connection = self._connection or self._connect()
             started = time.thread_time()
             self._stop_at = started + self._budget
-            result = self._execute(connection, shape, work)
+            result = execute(connection)
             if isinstance(result, NotRun):
                 return result
         except sa_exc.OperationalError as error:
@@ -116,7 +225,7 @@ class InlineReader:
                 self.outcomes["deadline"] += 1
                 raise TimeoutError from error
             if self._steps > 0 and _interrupted(error):
-                self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
+                self._demote(shape)
                 self.outcomes["over_budget"] += 1
                 return NotRun.OVER_BUDGET
             if dialect.is_busy(error):
@@ -131,8 +240,10 @@ class InlineReader:
             # slow twice in a row goes (once may be a first compile, or a pause).
             self.outcomes["slow"] += 1
             if shape in self._slow_once:
-                self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
+                self._demote(shape)
             self._slow_once.add(shape)
+            if len(self._slow_once) > _SHAPES_KEPT:
+                self._slow_once.clear()  # forgetting a first slow run costs one more
         else:
             self._slow_once.discard(shape)
         self.outcomes["inline"] += 1
@@ -194,8 +305,19 @@ class InlineReader:
         processors = tuple(compiled.binds[name].type.bind_processor(dialect) for name in names)
         return compiled.string, names, processors
 
-    def demoted(self, shape: str) -> bool:
+    def _demote(self, shape: Hashable) -> None:
+        now = time.monotonic()
+        if len(self._demoted_until) >= _SHAPES_KEPT:  # plans make shapes: keep only live ones
+            self._demoted_until = {s: t for s, t in self._demoted_until.items() if t > now}
+        self._demoted_until[shape] = now + DEMOTION_SECONDS
+
+    def demoted(self, shape: Hashable) -> bool:
         return self._demoted_until.get(shape, 0.0) > time.monotonic()
+
+    def demoted_shapes(self) -> int:
+        """How many shapes go to worker threads now: for tests and the bench."""
+        now = time.monotonic()
+        return sum(1 for until in self._demoted_until.values() if until > now)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -218,6 +340,26 @@ class InlineReader:
             self._stopped_for_deadline = True
             return 1
         return 1 if time.thread_time() >= self._stop_at else 0
+
+
+def _fetch_all(driver: Any, bound: list[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
+    """Every statement's rows; several in one read transaction (one snapshot).
+
+    Errors come back SQLAlchemy-wrapped, as from a unit of work; the
+    transaction ends whatever happens (an interrupt may have ended it already).
+    """
+    try:
+        if len(bound) == 1:
+            sql, parameters = bound[0]
+            return [driver.execute(sql, parameters).fetchall()]
+        driver.execute("BEGIN DEFERRED")
+        try:
+            return [driver.execute(sql, parameters).fetchall() for sql, parameters in bound]
+        finally:
+            if driver.in_transaction:
+                driver.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        raise sa_exc.OperationalError("a planned read", None, error) from error
 
 
 def _interrupted(error: sa_exc.OperationalError) -> bool:
