@@ -63,6 +63,7 @@ class _Pages:
     """Raw ReadFlows responses (their bytes) from one server."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._call: grpc.aio.UnaryUnaryMultiCallable[flow_service_pb2.ReadFlowsRequest, bytes]
         self._call = channel.unary_unary(
             _READ_FLOWS,
             request_serializer=flow_service_pb2.ReadFlowsRequest.SerializeToString,
