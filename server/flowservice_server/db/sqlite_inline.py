@@ -1,9 +1,12 @@
-"""SQLite short reads on the event-loop thread, bounded so that they can never stall it.
+"""SQLite short reads and ReadFlows pages on the event-loop thread, bounded so that they
+can never stall it.
 
 Handing a read to a worker thread costs more than the read itself (the hand-off,
-the wake-ups, a pool checkout) when the read is one index lookup. So the model
-functions marked `short_read` run here, on the loop's thread, with this module's
-own connection, under three bounds:
+the wakeups, a pool checkout) when the read is one index lookup, and about as
+much as SQLAlchemy's execution when it is a 200-row page. So the model functions
+marked `short_read` run here, on the loop's thread, with this module's own
+connection, and so do those marked `direct_read` (a page): their statements run
+on the sqlite3 driver, compiled once per SQLAlchemy cache key. Under three bounds:
 
 * a progress handler, called every `_STEP_OPCODES` SQLite VM instructions,
   interrupts the statement once the run's budget (`inline_read_budget`) or the
@@ -13,7 +16,8 @@ own connection, under three bounds:
 * busy timeout 0: a lock (another process's exclusive lock, WAL recovery) is
   never waited for here; SQLITE_BUSY hands the read to a worker thread;
 * a shape that hit the budget is demoted: for `DEMOTION_SECONDS`, every call of
-  it goes to a worker thread straight away. So is one that finished past its
+  it goes to a worker thread straight away (a page's shape: its statements'
+  cache keys, so a slow filter does not demote the plain page). So is one that finished past its
   budget twice in a row: SQLite counts a whole index (`count_all_flows`) in one
   VM instruction, which no progress handler sees, at about 50 ns per index
   page (some 250 µs for a million flows).

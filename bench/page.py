@@ -1,0 +1,95 @@
+"""The 200-row ReadFlows page against its SQL floor, with pages inline on and off: a quick A/B.
+
+    .venv/bin/python bench/page.py --database bench/.work/db-profile.db --rounds 2
+
+Why: the lever `--database-inline-pages` is about this one call. In one run,
+on one data set (any Prefect-schema SQLite file, such as the one
+`bench/profile.py` builds): the floor (`floor.py`: FlowService's own SQL
+replayed in process), then per variant, alternating, a fresh server (CPU 0)
+and the page at c=1 through `load_grpc.py` (Python, CPU 1: p50 against the
+floor, and a no-op call's p50 for what any call costs) and at c=16 through
+h2load (req/s, server CPU per call). A shortened form of what
+`bench/ceiling.py` does for the whole table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import ceiling  # noqa: E402  # bench modules, importable once BENCH is on the path
+import databases  # noqa: E402
+import floor  # noqa: E402
+import operations  # noqa: E402
+import run as bench_run  # noqa: E402
+from load_grpc import read_flows_request  # noqa: E402
+from servers import FlowService  # noqa: E402
+
+PAGE = {"name": "ReadFlows: no filter (200 rows)", "kind": "read_flows", "body": {}, "floor": True}
+PATH = "/flowservice.v1.FlowService/ReadFlows"
+VARIANTS = {"pages inline": [], "pages off": ["--database-inline-pages", "false"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
+    args = parser.parse_args()
+    bench_run.WORK.mkdir(exist_ok=True)
+    with sqlite3.connect(args.database) as db:
+        flow_id, flow_name = db.execute("SELECT id, name FROM flow LIMIT 1").fetchone()
+    url = f"sqlite+aiosqlite:///{args.database}"
+    captured = floor.capture(url, [PAGE], (flow_id, flow_name), bench_run.WORK)[PAGE["name"]]
+    floor_m = floor.measure_sqlite(args.database, captured, duration=5.0, cpu=bench_run.SERVER_CPU)
+    print(f"floor: {json.dumps(floor_m)}", flush=True)
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
+    body = read_flows_request({}).SerializeToString()
+    for round_number in range(args.rounds):
+        names = list(VARIANTS)[round_number % 2 :] + list(VARIANTS)[: round_number % 2]
+        for name in names:
+            copy = bench_run.WORK / "page-bench.db"
+            databases.copy_database(args.database, copy)
+            server = FlowService.start(
+                f"sqlite+aiosqlite:///{copy}",
+                bench_run.WORK / "page-bench.log",
+                cpu=bench_run.SERVER_CPU,
+                options=VARIANTS[name],
+            )
+            try:
+                plan = {
+                    "duration": args.seconds,
+                    "warmup": 1.0,
+                    "request_timeout": 30.0,
+                    "concurrency": [1],
+                    "flow_ids": [flow_id],
+                    "flow_names": [flow_name],
+                    "ops": [operations.HEALTH, PAGE],  # the no-op: what any call costs
+                }
+                noop, c1 = bench_run.run_load(server, plan, "page-bench", "SQLite")
+                c16 = ceiling.h2load(
+                    server, PATH, body, duration=min(args.seconds, 5.0), warmup=1.0, concurrency=16
+                )
+            finally:
+                server.stop()
+            row = {
+                "c1_noop_p50_ms": noop["p50_ms"],
+                "c1_p50_ms": c1["p50_ms"],
+                "c1_vs_floor": round(c1["p50_ms"] / floor_m["p50_ms"], 2),
+                "c16_rps": c16["rps"],
+                "c16_server_cpu_ms": c16["server_cpu_ms_per_request"],
+            }
+            results[name].append(row)
+            print(f"round {round_number + 1} {name}: {json.dumps(row)}", flush=True)
+    print(json.dumps({"floor": floor_m, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
