@@ -42,16 +42,22 @@ def main() -> None:
     parser.add_argument("--database", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
+    parser.add_argument(
+        "--body", default="{}", help="the ReadFlows request, as Prefect's JSON (default: none)"
+    )
     args = parser.parse_args()
+    page = {**PAGE, "body": json.loads(args.body)}
+    if page["body"]:
+        page["name"] = f"ReadFlows: {args.body}"
     bench_run.WORK.mkdir(exist_ok=True)
     with sqlite3.connect(args.database) as db:
         flow_id, flow_name = db.execute("SELECT id, name FROM flow LIMIT 1").fetchone()
     url = f"sqlite+aiosqlite:///{args.database}"
-    captured = floor.capture(url, [PAGE], (flow_id, flow_name), bench_run.WORK)[PAGE["name"]]
+    captured = floor.capture(url, [page], (flow_id, flow_name), bench_run.WORK)[page["name"]]
     floor_m = floor.measure_sqlite(args.database, captured, duration=5.0, cpu=bench_run.SERVER_CPU)
     print(f"floor: {json.dumps(floor_m)}", flush=True)
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
-    body = read_flows_request({}).SerializeToString()
+    body = read_flows_request(page["body"]).SerializeToString()
     for round_number in range(args.rounds):
         names = list(VARIANTS)[round_number % 2 :] + list(VARIANTS)[: round_number % 2]
         for name in names:
@@ -71,7 +77,7 @@ def main() -> None:
                     "concurrency": [1],
                     "flow_ids": [flow_id],
                     "flow_names": [flow_name],
-                    "ops": [operations.HEALTH, PAGE],  # the no-op: what any call costs
+                    "ops": [operations.HEALTH, page],  # the no-op: what any call costs
                 }
                 noop, c1 = bench_run.run_load(server, plan, "page-bench", "SQLite")
                 c16 = ceiling.h2load(

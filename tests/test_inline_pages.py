@@ -268,10 +268,15 @@ async def test_a_slow_page_shape_is_stopped_at_its_budget_answered_and_demoted(
         assert inline.outcomes["demoted"] == 1
         assert inline.outcomes["over_budget"] == 1
         assert heartbeat.longest < took / 3, (heartbeat.longest, took)
-        # Other shapes stay inline: a small plain page.
+        # Other shapes stay inline: a small plain page with its total, which
+        # sees a flow added since (the stopped snapshot was not left open).
+        _add_flows(any_backend_url, 1, prefix="after")
+        small = {"limit": 3, "include_total_size": True}
         before = inline.outcomes["direct"]
-        assert await pages.read({"limit": 3}) == await threaded.read({"limit": 3})
+        answer = await pages.read(small)
+        assert answer == await threaded.read(small)
         assert inline.outcomes["direct"] == before + 1
+        assert flow_service_pb2.ReadFlowsResponse.FromString(answer).total_size == _MANY + 1
 
 
 async def test_the_deadline_stops_an_inline_page(any_backend_url: str) -> None:

@@ -135,7 +135,7 @@ class InlineReader:
             driver = connection.connection.driver_connection
             assert driver is not None
             try:
-                results = _fetch_all(driver, bound)
+                results = self._fetch_all(driver, bound)
             except sa_exc.OperationalError:
                 raise
             except sqlite3.Error:  # not for this path to report: a worker thread will
@@ -202,6 +202,28 @@ class InlineReader:
             if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
                 return _NOT_DIRECT  # SQLAlchemy would convert this column's values
         return compiled
+
+    def _fetch_all(self, driver: Any, bound: list[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
+        """Every statement's rows; several in one read transaction (one snapshot).
+
+        Errors come back SQLAlchemy-wrapped, as from a unit of work. The
+        transaction ends whatever happens (an interrupt may have ended it
+        already), and nothing may interrupt its end: a transaction left open
+        would keep its old snapshot for the next read.
+        """
+        try:
+            if len(bound) == 1:
+                sql, parameters = bound[0]
+                return [driver.execute(sql, parameters).fetchall()]
+            driver.execute("BEGIN DEFERRED")
+            try:
+                return [driver.execute(sql, parameters).fetchall() for sql, parameters in bound]
+            finally:
+                if driver.in_transaction:
+                    self._stop_at, self._deadline = math.inf, None
+                    driver.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            raise sa_exc.OperationalError("a planned read", None, error) from error
 
     def _bounded(
         self, shape: Hashable, deadline: float | None, execute: Callable[[sa.Connection], Any]
@@ -344,26 +366,6 @@ class InlineReader:
             self._stopped_for_deadline = True
             return 1
         return 1 if time.thread_time() >= self._stop_at else 0
-
-
-def _fetch_all(driver: Any, bound: list[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
-    """Every statement's rows; several in one read transaction (one snapshot).
-
-    Errors come back SQLAlchemy-wrapped, as from a unit of work; the
-    transaction ends whatever happens (an interrupt may have ended it already).
-    """
-    try:
-        if len(bound) == 1:
-            sql, parameters = bound[0]
-            return [driver.execute(sql, parameters).fetchall()]
-        driver.execute("BEGIN DEFERRED")
-        try:
-            return [driver.execute(sql, parameters).fetchall() for sql, parameters in bound]
-        finally:
-            if driver.in_transaction:
-                driver.execute("ROLLBACK")
-    except sqlite3.OperationalError as error:
-        raise sa_exc.OperationalError("a planned read", None, error) from error
 
 
 def _interrupted(error: sa_exc.OperationalError) -> bool:
