@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 import pytest
+import sqlalchemy as sa
 from google.protobuf import json_format
 
 from flowservice.v1 import flow_service_pb2
 from flowservice_server.app import start_server
 from flowservice_server.config import DatabaseSettings, Settings
+from flowservice_server.db.engine import DirectPlan, direct_read
 from flowservice_server.db.sqlite_engine import SqliteDatabase
+from flowservice_server.db.tables import flow
 from tests.factories import Seeder
 from tests.helpers import direct_engine
 from tests.test_inline_reads import _Heartbeat
@@ -328,3 +331,29 @@ async def test_a_locked_database_hands_the_page_to_a_worker_thread(any_backend_u
         before = inline.outcomes["direct"]
         assert await pages.read({"include_total_size": True}) == expected  # and inline again
         assert inline.outcomes["direct"] == before + 1
+
+
+def _created_plan() -> DirectPlan:
+    return DirectPlan(statements=((_CREATED, {}),), finish=lambda results: results[0])
+
+
+#: A column SQLAlchemy converts (stored text to an aware datetime).
+_CREATED = sa.select(flow.c.created).order_by(flow.c.name)
+
+
+@direct_read(_created_plan)
+def _created_times(connection: sa.Connection) -> list[Any]:
+    return list(connection.execute(_CREATED).all())
+
+
+async def test_a_plan_whose_rows_sqlalchemy_converts_runs_in_a_worker_thread(
+    any_backend_url: str,
+) -> None:
+    _add_flows(any_backend_url, 3)
+    async with _serving(any_backend_url) as running:
+        inline = _inline(running)
+        rows = await running.database.read(_created_times, 30)
+        assert [row[0] for row in rows] == [_T0] * 3  # the three share one instant
+        assert all(isinstance(row[0], datetime) for row in rows)  # converted, by SQLAlchemy
+        assert inline.outcomes["unexpected"] == 1
+        assert inline.outcomes["direct"] == 0

@@ -119,21 +119,22 @@ class InlineReader:
         filtered page never sends the plain page to worker threads. Several
         statements read one snapshot (BEGIN DEFERRED, then ROLLBACK).
         """
-        bound: list[tuple[str, tuple[Any, ...]]] = []
+        prepared: list[tuple[SQLCompiler, Any, Mapping[str, Any]]] = []
         keys: list[Any] = []
         for statement, values in plan.statements:
-            prepared = self._prepared(statement, values)
-            if prepared is None:
+            cache_key = statement._generate_cache_key()  # SQLAlchemy's own key
+            compiled = None if cache_key is None else self._compiled_plan(statement, cache_key)
+            if cache_key is None or compiled is None:  # not cacheable; rows to convert
                 self.outcomes["unexpected"] += 1
                 return NotRun.UNEXPECTED
-            key, sql, parameters = prepared
-            keys.append(key)
-            bound.append((sql, parameters))
+            keys.append(cache_key.key)
+            prepared.append((compiled, cache_key, values))
         shape = ("plan", *keys)
 
         def execute(connection: sa.Connection) -> Any:
             driver = connection.connection.driver_connection
             assert driver is not None
+            bound = [_bound(*statement) for statement in prepared]  # not for a demoted shape
             try:
                 results = self._fetch_all(driver, bound)
             except sa_exc.OperationalError:
@@ -147,19 +148,8 @@ class InlineReader:
             self.outcomes["direct"] += 1
         return result
 
-    def _prepared(
-        self, statement: sa.Select[Any], values: Mapping[str, Any]
-    ) -> tuple[Any, str, tuple[Any, ...]] | None:
-        """The statement's shape, SQL and positional parameters; None: not for the driver.
-
-        As SQLAlchemy's own execution does: the compiled form cached by the
-        statement's cache key, the values of this statement's bound
-        parameters (extracted with the key) and `values` put in the compiled
-        parameters' places, through their types' bind processors.
-        """
-        cache_key = statement._generate_cache_key()  # SQLAlchemy's own key
-        if cache_key is None:  # an element that cannot be cached
-            return None
+    def _compiled_plan(self, statement: sa.Select[Any], cache_key: Any) -> SQLCompiler | None:
+        """The statement compiled, once per cache key; None: not for the driver."""
         key = cache_key.key
         compiled = self._plans.get(key)
         if compiled is None:
@@ -167,28 +157,7 @@ class InlineReader:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 del self._plans[next(iter(self._plans))]
             self._plans[key] = compiled
-        if compiled is _NOT_DIRECT:
-            return None
-        assert isinstance(compiled, SQLCompiler)
-        parameters = compiled.construct_params(
-            values, escape_names=False, extracted_parameters=cache_key.bindparams
-        )
-        sql = compiled.string
-        processors: Mapping[str, Any] = compiled._bind_processors
-        positions: Sequence[str] = compiled.positiontup or ()
-        if compiled.post_compile_params:  # IN lists: one placeholder per item
-            expanded = compiled._process_parameters_for_postcompile(parameters)
-            sql = expanded.statement
-            processors = {**processors, **expanded.processors}
-            positions = expanded.positiontup or ()
-        return (
-            key,
-            sql,
-            tuple(
-                processors[name](parameters[name]) if name in processors else parameters[name]
-                for name in positions
-            ),
-        )
+        return compiled if isinstance(compiled, SQLCompiler) else None
 
     def _compile_plan(self, statement: sa.Select[Any], cache_key: Any) -> SQLCompiler | object:
         """Compiled once per shape; `_NOT_DIRECT` when the driver's rows would differ."""
@@ -366,6 +335,32 @@ class InlineReader:
             self._stopped_for_deadline = True
             return 1
         return 1 if time.thread_time() >= self._stop_at else 0
+
+
+def _bound(
+    compiled: SQLCompiler, cache_key: Any, values: Mapping[str, Any]
+) -> tuple[str, tuple[Any, ...]]:
+    """The SQL and positional parameters of one statement of a compiled shape.
+
+    As SQLAlchemy's own execution does: the values of this statement's bound
+    parameters (extracted with its cache key) and `values` put in the compiled
+    parameters' places, IN lists expanded, each through its type's bind processor.
+    """
+    parameters = compiled.construct_params(
+        values, escape_names=False, extracted_parameters=cache_key.bindparams
+    )
+    sql = compiled.string
+    processors: Mapping[str, Any] = compiled._bind_processors
+    positions: Sequence[str] = compiled.positiontup or ()
+    if compiled.post_compile_params:  # IN lists: one placeholder per item
+        expanded = compiled._process_parameters_for_postcompile(parameters)
+        sql = expanded.statement
+        processors = {**processors, **expanded.processors}
+        positions = expanded.positiontup or ()
+    return sql, tuple(
+        processors[name](parameters[name]) if name in processors else parameters[name]
+        for name in positions
+    )
 
 
 def _interrupted(error: sa_exc.OperationalError) -> bool:
