@@ -177,10 +177,16 @@ class FlowPage:
 _UNFILTERED_PAGES: dict[tuple[int, ...], sa.Select[Any]] = {}
 
 
-def _unfiltered_page(order_by: Sequence[sa.UnaryExpression[Any]]) -> sa.Select[Any]:
+#: Sorts are `sorting.ORDER_BY`'s few constants; an ORDER BY built per call is not kept.
+_UNFILTERED_PAGES_KEPT = 16
+
+
+def _unfiltered_page(order_by: Sequence[sa.UnaryExpression[Any]]) -> sa.Select[Any] | None:
     key = tuple(map(id, order_by))  # the statement holds the columns: their ids stay theirs
     statement = _UNFILTERED_PAGES.get(key)
     if statement is None:
+        if len(_UNFILTERED_PAGES) >= _UNFILTERED_PAGES_KEPT:
+            return None
         statement = (
             sa.select(*_COLUMNS)
             .order_by(*order_by)
@@ -208,9 +214,10 @@ def page_plan(
     """
     statements: list[tuple[sa.Select[Any], dict[str, Any]]] = []
     if limit > 0:
-        if filters.empty and after is None:
+        template = _unfiltered_page(order_by) if filters.empty and after is None else None
+        if template is not None:
             values = {"page_offset": offset, "page_limit": limit + 1}
-            statements.append((_unfiltered_page(order_by), values))
+            statements.append((template, values))
         else:
             statements.append((_flows_query(filters, order_by, offset, limit + 1, after), {}))
     if with_total_size:
