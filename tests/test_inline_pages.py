@@ -46,8 +46,14 @@ _T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @contextlib.asynccontextmanager
-async def _serving(url: str, **database: object) -> AsyncIterator[RunningServer]:
-    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=url, **database))  # type: ignore[arg-type]  # keyword settings
+async def _serving(
+    url: str, memo_size: int = 10_000, **database: object
+) -> AsyncIterator[RunningServer]:
+    settings = Settings(
+        address="127.0.0.1:0",
+        database=DatabaseSettings(url=url, **database),  # type: ignore[arg-type]  # keyword settings
+        response_memo_size=memo_size,
+    )
     running = await start_server(settings)
     try:
         yield running
@@ -82,12 +88,12 @@ class _Pages:
 
 @contextlib.asynccontextmanager
 async def _both(
-    url: str, **database: object
+    url: str, memo_size: int = 10_000, **database: object
 ) -> AsyncIterator[tuple[RunningServer, _Pages, _Pages]]:
     """A server with pages inline (and `database`), one without, each with raw pages."""
     async with (
-        _serving(url, **database) as direct,
-        _serving(url, inline_pages=False) as threaded,
+        _serving(url, memo_size, **database) as direct,
+        _serving(url, memo_size, inline_pages=False) as threaded,
         grpc.aio.insecure_channel(f"127.0.0.1:{direct.port}") as one,
         grpc.aio.insecure_channel(f"127.0.0.1:{threaded.port}") as other,
     ):
@@ -172,8 +178,9 @@ _SHAPES: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.parametrize("memo_size", [10_000, 0], ids=["memo", "no memo"])
 async def test_every_page_shape_answers_the_same_bytes_inline_or_not(
-    any_backend_url: str,
+    any_backend_url: str, memo_size: int
 ) -> None:
     flow_ids = _add_flows(any_backend_url, 260)
     await _add_runs(any_backend_url, flow_ids)
@@ -181,7 +188,7 @@ async def test_every_page_shape_answers_the_same_bytes_inline_or_not(
         *_SHAPES,
         {"flows": {"id": {"any": flow_ids[3:40]}}, "sort": "FLOW_SORT_CREATED_DESC"},
     ]
-    async with _both(any_backend_url) as (direct, inline_pages, threaded_pages):
+    async with _both(any_backend_url, memo_size) as (direct, inline_pages, threaded_pages):
         inline = _inline(direct)
         for shape in shapes:
             before = inline.outcomes["direct"]
