@@ -284,6 +284,14 @@ class DatabaseSettings:
         "on connections in autocommit without a pre-ping (a dead one is replaced when BEGIN "
         "finds it); false: SQLAlchemy's pre-ping, BEGIN, SET LOCAL and COMMIT",
     )
+    inline_pages: bool = setting(
+        True,
+        parse_bool,
+        "SQLite, with --database-inline-reads: ReadFlows pages run on the sqlite3 driver "
+        "directly, on the event-loop thread, under the same budget (a page's statement "
+        "shape that exceeds it goes to worker threads for a minute); false: pages run in "
+        "a worker thread through SQLAlchemy",
+    )
     inline_read_budget: float = setting(
         0.001,
         parse_seconds,

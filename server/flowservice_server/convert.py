@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowservice.v1 import flow_pb2
 from flowservice_server.etags import flow_etag
+from flowservice_server.wire import message_field
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -57,42 +58,81 @@ def _decoded(stored: Any) -> Any:
 
 
 class FlowMemo:
-    """Serialized Flows keyed by the whole stored row they were made from.
+    """Serialized Flows, each kept with the whole stored row it was made from.
 
     A Flow is a function of its row (`fill_flow`): the same row gives the same
-    bytes, so a flow read again unchanged costs a dictionary lookup instead of
-    decoding its JSON, hashing its etag and building its message. A row that
-    changed in any column, whoever wrote it (FlowService, a Prefect server,
-    plain SQL), is a different key: the memo cannot return a stale flow; it
-    only holds on to bytes no row has any more, until they are evicted.
+    bytes, so a flow read again unchanged costs a lookup instead of decoding
+    its JSON, hashing its etag and building its message. The lookup is by the
+    flow's id, then the whole row is compared with the one the bytes were made
+    from: a row that changed in any column, whoever wrote it (FlowService, a
+    Prefect server, plain SQL), does not match, and its Flow is made again and
+    replaces the old one. So the memo cannot return a stale flow. (Hashing
+    the id alone, not every column, is what makes a 200-row page cheap: the
+    driver's strings are new objects on every read, their hashes not cached.)
     Bounded: once full, the oldest entry makes room (insertion order).
     """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._flows: dict[tuple[Any, ...], bytes] = {}
+        #: By id: the row, and its Flow as field 1 of a response (tag, length,
+        #: message). Every response that carries flows has them in field 1, so
+        #: a page is these joined as they are.
+        self._fields: dict[Any, tuple[tuple[Any, ...], bytes]] = {}
         #: Lookups answered from the memo, and rows converted: for tests and the benchmark.
         self.hits = 0
         self.misses = 0
 
     def flow_bytes(self, row: Sequence[Any]) -> bytes:
         """The Flow of `row`, serialized."""
-        key = tuple(row)
-        encoded = self._flows.get(key)
-        if encoded is not None:
+        field = self.flow_field(row)
+        return field[_field_header_size(field) :]
+
+    def flow_field(self, row: Sequence[Any]) -> bytes:
+        """The Flow of `row` as field 1 of a response."""
+        key = row if type(row) is tuple else tuple(row)
+        entry = self._fields.get(key[0])
+        if entry is not None and entry[0] == key:
             self.hits += 1
-            return encoded
+            return entry[1]
+        return self._convert(key)
+
+    def flows_field(self, rows: Iterable[Sequence[Any]]) -> bytes:
+        """The Flows of `rows`, in order, as the repeated field 1 of a response (a page)."""
+        get = self._fields.get
+        fields: list[bytes] = []
+        append = fields.append
+        misses = self.misses
+        for row in rows:
+            key = row if type(row) is tuple else tuple(row)  # the driver's rows are tuples
+            entry = get(key[0])
+            if entry is not None and entry[0] == key:
+                append(entry[1])
+            else:
+                append(self._convert(key))
+        self.hits += len(fields) - (self.misses - misses)
+        return b"".join(fields)
+
+    def _convert(self, key: tuple[Any, ...]) -> bytes:
         self.misses += 1
         message = flow_pb2.Flow()
         fill_flow(message, key)
-        encoded = message.SerializeToString()
-        if len(self._flows) >= self._size:
-            del self._flows[next(iter(self._flows))]
-        self._flows[key] = encoded
-        return encoded
+        field = message_field(1, message.SerializeToString())
+        flow_id = key[0]
+        if flow_id not in self._fields and len(self._fields) >= self._size:
+            del self._fields[next(iter(self._fields))]
+        self._fields[flow_id] = (key, field)
+        return field
 
     def __len__(self) -> int:
-        return len(self._flows)
+        return len(self._fields)
+
+
+def _field_header_size(field: bytes) -> int:
+    """The bytes before a field's payload: its tag (one, for field 1) and its length (a varint)."""
+    size = 2
+    while field[size - 1] & 0x80:  # a varint's last byte has the high bit clear
+        size += 1
+    return size
 
 
 def fill_flows(messages: Any, rows: Iterable[Sequence[Any]]) -> None:

@@ -22,7 +22,7 @@ from flowservice_server.errors import (
     NotFoundError,
 )
 from flowservice_server.models import flows
-from flowservice_server.wire import as_response, message_field, repeated_message_field
+from flowservice_server.wire import as_response, message_field
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -120,8 +120,7 @@ class FlowServiceServicer(flow_service_pb2_grpc.FlowServiceServicer):
         response = flow_service_pb2.ReadFlowsResponse()
         _fill_page_fields(response, page, result)
         if self._memo is not None:  # the flows (field 1), then the page fields
-            flows_bytes = repeated_message_field(1, map(self._memo.flow_bytes, result.rows))
-            encoded = flows_bytes + response.SerializeToString()
+            encoded = self._memo.flows_field(result.rows) + response.SerializeToString()
             return as_response(flow_service_pb2.ReadFlowsResponse, encoded)
         fill_flows(response.flows, result.rows)
         return response

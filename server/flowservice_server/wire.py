@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
 M = TypeVar("M")
 
@@ -46,11 +46,6 @@ def as_response(response_type: type[M], data: bytes) -> M:
 def message_field(number: int, payload: bytes) -> bytes:
     """One message field: its tag, its length, the message's encoding."""
     return _varint(number << 3 | _LENGTH_DELIMITED) + _varint(len(payload)) + payload
-
-
-def repeated_message_field(number: int, payloads: Iterable[bytes]) -> bytes:
-    tag = _varint(number << 3 | _LENGTH_DELIMITED)
-    return b"".join(tag + _varint(len(payload)) + payload for payload in payloads)
 
 
 def passing_encoded(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:

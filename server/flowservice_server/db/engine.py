@@ -23,10 +23,11 @@ import abc
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 
     import sqlalchemy as sa
     from sqlalchemy.engine import Dialect
@@ -176,6 +177,50 @@ def short_read_direct(
         return None
     statement, answer = direct
     return statement, answer, dict(getattr(work, "keywords", {}))
+
+
+@dataclass(frozen=True)
+class DirectPlan:
+    """A read as statements a backend may run on its driver, and how their rows answer it.
+
+    `statements`: each a SELECT and the values of its parameters without a
+    value of their own (most carry theirs, as bound literals). Their rows are
+    the driver's tuples, which must be what SQLAlchemy returns for them (no
+    column with a result conversion); a backend checks that. Several
+    statements must see one snapshot. `finish` makes the read's answer from
+    the rows of each statement, in order.
+    """
+
+    statements: tuple[tuple[sa.Select[Any], Mapping[str, Any]], ...]
+    finish: Callable[[list[list[tuple[Any, ...]]]], Any]
+
+
+_PLAN_ATTRIBUTE = "direct_read_plan"
+
+
+def direct_read(plan: Callable[..., DirectPlan]) -> Callable[[F], F]:
+    """Mark a model function whose work `plan` (of the same keyword arguments) describes.
+
+    Unlike a short read, the statements may be anything a request asks for
+    (filters, sorts, pages): a backend that runs them on its driver bounds
+    them itself (SQLite: `db.sqlite_inline`). Others run the function.
+    """
+
+    def mark(function: F) -> F:
+        setattr(function, _PLAN_ATTRIBUTE, plan)
+        return function
+
+    return mark
+
+
+def direct_read_plan(work: Callable[..., Any]) -> DirectPlan | None:
+    """The plan of `work` (a function marked `direct_read`, or a keyword partial of one)."""
+    function = getattr(work, "func", work)
+    plan = getattr(function, _PLAN_ATTRIBUTE, None)
+    if plan is None or getattr(work, "args", None):
+        return None
+    result: DirectPlan = plan(**getattr(work, "keywords", {}))
+    return result
 
 
 def short_read_shape(work: Callable[..., Any]) -> str | None:

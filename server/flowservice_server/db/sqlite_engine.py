@@ -33,6 +33,7 @@ from flowservice_server.db.engine import (
     Database,
     cancel_after,
     deadline_after,
+    direct_read_plan,
     expired,
     remaining,
     short_read_shape,
@@ -136,6 +137,8 @@ class SqliteDatabase(Database):
         self._busy_timeout = settings.busy_timeout
         #: Short reads on the event-loop thread (None: every unit in a worker thread).
         self.inline: InlineReader | None = None
+        #: Planned reads (ReadFlows pages) on the loop too, through the same reader.
+        self._inline_plans = settings.inline_reads and settings.inline_pages
         if settings.inline_reads:
             self.inline = InlineReader(
                 self.engine,
@@ -176,9 +179,8 @@ class SqliteDatabase(Database):
     ) -> T:
         deadline = deadline_after(time_left)
         if not write:
-            shape = None if snapshot or self.inline is None else short_read_shape(work)
-            if shape is not None and self.inline is not None:
-                result = self.inline.run(shape, work, deadline)
+            if self.inline is not None:
+                result = self._inline(self.inline, work, deadline, snapshot=snapshot)
                 if not isinstance(result, NotRun):
                     return result
             if snapshot:
@@ -198,6 +200,25 @@ class SqliteDatabase(Database):
                         raise
         finally:
             self._write_lock.release()
+
+    def _inline(
+        self,
+        inline: InlineReader,
+        work: Callable[[sa.Connection], T],
+        deadline: float | None,
+        *,
+        snapshot: bool,
+    ) -> T | NotRun:
+        """A read on the loop when it may be (a short read; a planned one, snapshot or not)."""
+        if self._inline_plans:
+            plan = direct_read_plan(work)
+            if plan is not None:  # its statements run in one snapshot when there are several
+                result: T | NotRun = inline.run_plan(plan, deadline)
+                return result
+        shape = None if snapshot else short_read_shape(work)
+        if shape is None:
+            return NotRun.UNEXPECTED
+        return inline.run(shape, work, deadline)
 
     async def _attempt(
         self, work: Callable[[sa.Connection], T], deadline: float | None, *, write: bool

@@ -1,9 +1,12 @@
-"""SQLite short reads on the event-loop thread, bounded so that they can never stall it.
+"""SQLite short reads and ReadFlows pages on the event-loop thread, bounded so that they
+can never stall it.
 
 Handing a read to a worker thread costs more than the read itself (the hand-off,
-the wake-ups, a pool checkout) when the read is one index lookup. So the model
-functions marked `short_read` run here, on the loop's thread, with this module's
-own connection, under three bounds:
+the wakeups, a pool checkout) when the read is one index lookup, and about as
+much as SQLAlchemy's execution when it is a 200-row page. So the model functions
+marked `short_read` run here, on the loop's thread, with this module's own
+connection, and so do those marked `direct_read` (a page): their statements run
+on the sqlite3 driver, compiled once per SQLAlchemy cache key. Under three bounds:
 
 * a progress handler, called every `_STEP_OPCODES` SQLite VM instructions,
   interrupts the statement once the run's budget (`inline_read_budget`) or the
@@ -13,7 +16,8 @@ own connection, under three bounds:
 * busy timeout 0: a lock (another process's exclusive lock, WAL recovery) is
   never waited for here; SQLITE_BUSY hands the read to a worker thread;
 * a shape that hit the budget is demoted: for `DEMOTION_SECONDS`, every call of
-  it goes to a worker thread straight away. So is one that finished past its
+  it goes to a worker thread straight away (a page's shape: its statements'
+  cache keys, so a slow filter does not demote the plain page). So is one that finished past its
   budget twice in a row: SQLite counts a whole index (`count_all_flows`) in one
   VM instruction, which no progress handler sees, at about 50 ns per index
   page (some 250 µs for a million flows).
@@ -37,12 +41,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from flowservice_server.db import dialect
 from flowservice_server.db.engine import short_read_direct
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable, Mapping, Sequence
+
+    from flowservice_server.db.engine import DirectPlan
 
 T = TypeVar("T")
 
@@ -51,6 +58,11 @@ T = TypeVar("T")
 _STEP_OPCODES = 1_000
 #: How long a shape that ran past its budget goes to worker threads.
 DEMOTION_SECONDS = 60.0
+#: Compiled plan statements kept (oldest out first), and shapes remembered as slow.
+_PLAN_CACHE_SIZE = 500
+_SHAPES_KEPT = 10_000
+#: A cached shape whose rows SQLAlchemy would convert: it runs through SQLAlchemy.
+_NOT_DIRECT = object()
 
 
 class NotRun(enum.Enum):
@@ -78,8 +90,10 @@ class InlineReader:
         sa.event.listen(self._engine, "connect", prepare)
         self._budget = budget
         self._connection: sa.Connection | None = None
-        self._demoted_until: dict[str, float] = {}
-        self._slow_once: set[str] = set()
+        self._demoted_until: dict[Hashable, float] = {}
+        self._slow_once: set[Hashable] = set()
+        #: Plan statements by SQLAlchemy cache key: compiled, or `_NOT_DIRECT`.
+        self._plans: dict[Any, SQLCompiler | object] = {}
         #: Per shape marked with its statement: SQL, parameter names, bind processors.
         self._compiled: dict[str, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
         self._stop_at = 0.0
@@ -94,6 +108,96 @@ class InlineReader:
         self, shape: str, work: Callable[[sa.Connection], T], deadline: float | None
     ) -> T | NotRun:
         """`work`'s result, or why it was not run here; TimeoutError at the deadline."""
+        result: T | NotRun = self._bounded(shape, deadline, lambda c: self._execute(c, shape, work))
+        return result
+
+    def run_plan(self, plan: DirectPlan, deadline: float | None) -> Any:
+        """A planned read (`engine.direct_read`) on the driver: its answer, or why not.
+
+        Each statement is compiled once per SQLAlchemy cache key (the shape of
+        the statement, whatever its values) and demoted by it, so a slow
+        filtered page never sends the plain page to worker threads. Several
+        statements read one snapshot (BEGIN DEFERRED, then ROLLBACK).
+        """
+        prepared: list[tuple[SQLCompiler, Any, Mapping[str, Any]]] = []
+        keys: list[Any] = []
+        for statement, values in plan.statements:
+            cache_key = statement._generate_cache_key()  # SQLAlchemy's own key
+            compiled = None if cache_key is None else self._compiled_plan(statement, cache_key)
+            if cache_key is None or compiled is None:  # not cacheable; rows to convert
+                self.outcomes["unexpected"] += 1
+                return NotRun.UNEXPECTED
+            keys.append(cache_key.key)
+            prepared.append((compiled, cache_key, values))
+        shape = ("plan", *keys)
+
+        def execute(connection: sa.Connection) -> Any:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            bound = [_bound(*statement) for statement in prepared]  # not for a demoted shape
+            try:
+                results = self._fetch_all(driver, bound)
+            except sa_exc.OperationalError:
+                raise
+            except sqlite3.Error:  # not for this path to report: a worker thread will
+                return NotRun.UNEXPECTED
+            return plan.finish(results)
+
+        result = self._bounded(shape, deadline, execute)
+        if not isinstance(result, NotRun):
+            self.outcomes["direct"] += 1
+        return result
+
+    def _compiled_plan(self, statement: sa.Select[Any], cache_key: Any) -> SQLCompiler | None:
+        """The statement compiled, once per cache key; None: not for the driver."""
+        key = cache_key.key
+        compiled = self._plans.get(key)
+        if compiled is None:
+            compiled = self._compile_plan(statement, cache_key)
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = compiled
+        return compiled if isinstance(compiled, SQLCompiler) else None
+
+    def _compile_plan(self, statement: sa.Select[Any], cache_key: Any) -> SQLCompiler | object:
+        """Compiled once per shape; `_NOT_DIRECT` when the driver's rows would differ."""
+        dialect = self._engine.dialect
+        compiled = statement.compile(dialect=dialect, cache_key=cache_key)
+        if not isinstance(compiled, SQLCompiler) or not compiled.positional:
+            return _NOT_DIRECT
+        if compiled.literal_execute_params or compiled.schema_translate_map:
+            return _NOT_DIRECT
+        for column in compiled._result_columns:
+            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+                return _NOT_DIRECT  # SQLAlchemy would convert this column's values
+        return compiled
+
+    def _fetch_all(self, driver: Any, bound: list[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
+        """Every statement's rows; several in one read transaction (one snapshot).
+
+        Errors come back SQLAlchemy-wrapped, as from a unit of work. The
+        transaction ends whatever happens (an interrupt may have ended it
+        already), and nothing may interrupt its end: a transaction left open
+        would keep its old snapshot for the next read.
+        """
+        try:
+            if len(bound) == 1:
+                sql, parameters = bound[0]
+                return [driver.execute(sql, parameters).fetchall()]
+            driver.execute("BEGIN DEFERRED")
+            try:
+                return [driver.execute(sql, parameters).fetchall() for sql, parameters in bound]
+            finally:
+                if driver.in_transaction:
+                    self._stop_at, self._deadline = math.inf, None
+                    driver.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            raise sa_exc.OperationalError("a planned read", None, error) from error
+
+    def _bounded(
+        self, shape: Hashable, deadline: float | None, execute: Callable[[sa.Connection], Any]
+    ) -> Any:
+        """`execute` with the inline connection under the bounds; NotRun: not done here."""
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             self.outcomes["deadline"] += 1
@@ -108,7 +212,7 @@ class InlineReader:
             connection = self._connection or self._connect()
             started = time.thread_time()
             self._stop_at = started + self._budget
-            result = self._execute(connection, shape, work)
+            result = execute(connection)
             if isinstance(result, NotRun):
                 return result
         except sa_exc.OperationalError as error:
@@ -116,7 +220,7 @@ class InlineReader:
                 self.outcomes["deadline"] += 1
                 raise TimeoutError from error
             if self._steps > 0 and _interrupted(error):
-                self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
+                self._demote(shape)
                 self.outcomes["over_budget"] += 1
                 return NotRun.OVER_BUDGET
             if dialect.is_busy(error):
@@ -131,8 +235,10 @@ class InlineReader:
             # slow twice in a row goes (once may be a first compile, or a pause).
             self.outcomes["slow"] += 1
             if shape in self._slow_once:
-                self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
+                self._demote(shape)
             self._slow_once.add(shape)
+            if len(self._slow_once) > _SHAPES_KEPT:
+                self._slow_once.clear()  # forgetting a first slow run costs one more
         else:
             self._slow_once.discard(shape)
         self.outcomes["inline"] += 1
@@ -194,8 +300,19 @@ class InlineReader:
         processors = tuple(compiled.binds[name].type.bind_processor(dialect) for name in names)
         return compiled.string, names, processors
 
-    def demoted(self, shape: str) -> bool:
+    def _demote(self, shape: Hashable) -> None:
+        now = time.monotonic()
+        if len(self._demoted_until) >= _SHAPES_KEPT:  # plans make shapes: keep only live ones
+            self._demoted_until = {s: t for s, t in self._demoted_until.items() if t > now}
+        self._demoted_until[shape] = now + DEMOTION_SECONDS
+
+    def demoted(self, shape: Hashable) -> bool:
         return self._demoted_until.get(shape, 0.0) > time.monotonic()
+
+    def demoted_shapes(self) -> int:
+        """How many shapes go to worker threads now: for tests and the bench."""
+        now = time.monotonic()
+        return sum(1 for until in self._demoted_until.values() if until > now)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -218,6 +335,32 @@ class InlineReader:
             self._stopped_for_deadline = True
             return 1
         return 1 if time.thread_time() >= self._stop_at else 0
+
+
+def _bound(
+    compiled: SQLCompiler, cache_key: Any, values: Mapping[str, Any]
+) -> tuple[str, tuple[Any, ...]]:
+    """The SQL and positional parameters of one statement of a compiled shape.
+
+    As SQLAlchemy's own execution does: the values of this statement's bound
+    parameters (extracted with its cache key) and `values` put in the compiled
+    parameters' places, IN lists expanded, each through its type's bind processor.
+    """
+    parameters = compiled.construct_params(
+        values, escape_names=False, extracted_parameters=cache_key.bindparams
+    )
+    sql = compiled.string
+    processors: Mapping[str, Any] = compiled._bind_processors
+    positions: Sequence[str] = compiled.positiontup or ()
+    if compiled.post_compile_params:  # IN lists: one placeholder per item
+        expanded = compiled._process_parameters_for_postcompile(parameters)
+        sql = expanded.statement
+        processors = {**processors, **expanded.processors}
+        positions = expanded.positiontup or ()
+    return sql, tuple(
+        processors[name](parameters[name]) if name in processors else parameters[name]
+        for name in positions
+    )
 
 
 def _interrupted(error: sa_exc.OperationalError) -> bool:

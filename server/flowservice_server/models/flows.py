@@ -24,7 +24,7 @@ from sqlalchemy.sql import util as sql_util
 
 from flowservice_server.convert import epoch_parts, row_etag
 from flowservice_server.db.dialect import insert_ignoring_conflict
-from flowservice_server.db.engine import short_read
+from flowservice_server.db.engine import DirectPlan, direct_read, short_read
 from flowservice_server.db.tables import deployment, flow, flow_run, task_run, work_pool, work_queue
 
 if TYPE_CHECKING:
@@ -145,22 +145,93 @@ def read_flows(
     after: Clause | None = None,
 ) -> Sequence[FlowRow]:
     """The flows matching `filters`, in order; `after`: only those after a page token's flow."""
+    query = _flows_query(filters, order_by, offset, limit, after)
+    return connection.execute(query).all()
+
+
+def _flows_query(
+    filters: FlowFilters,
+    order_by: Sequence[sa.UnaryExpression[Any]],
+    offset: int,
+    limit: int,
+    after: Clause | None,
+) -> sa.Select[Any]:
     conditions = flow_conditions(filters)
     if after is not None:
         conditions.append(after)
-    query = sa.select(*_COLUMNS).where(*conditions).order_by(*order_by).offset(offset).limit(limit)
-    return connection.execute(query).all()
+    return sa.select(*_COLUMNS).where(*conditions).order_by(*order_by).offset(offset).limit(limit)
 
 
 @dataclass(frozen=True)
 class FlowPage:
     """One ReadFlows page: its rows, whether more flows follow, and the total when asked."""
 
-    rows: Sequence[FlowRow]
+    rows: Sequence[Sequence[Any]]  # Rows, or the driver's tuples (`page_plan`): equal
     more: bool
     total_size: int | None
 
 
+#: The page without filters nor page token, per sort (by the identity of its ORDER BY
+#: columns): built once, offset and limit as parameters, so that a driver running it
+#: directly (`page_plan`) neither builds the statement nor derives its cache key per call.
+_UNFILTERED_PAGES: dict[tuple[int, ...], sa.Select[Any]] = {}
+
+
+#: Sorts are `sorting.ORDER_BY`'s few constants; an ORDER BY built per call is not kept.
+_UNFILTERED_PAGES_KEPT = 16
+
+
+def _unfiltered_page(order_by: Sequence[sa.UnaryExpression[Any]]) -> sa.Select[Any] | None:
+    key = tuple(map(id, order_by))  # the statement holds the columns: their ids stay theirs
+    statement = _UNFILTERED_PAGES.get(key)
+    if statement is None:
+        if len(_UNFILTERED_PAGES) >= _UNFILTERED_PAGES_KEPT:
+            return None
+        statement = (
+            sa.select(*_COLUMNS)
+            .order_by(*order_by)
+            .offset(sa.bindparam("page_offset", type_=sa.Integer()))
+            .limit(sa.bindparam("page_limit", type_=sa.Integer()))
+        )
+        _UNFILTERED_PAGES[key] = statement
+    return statement
+
+
+def page_plan(
+    *,
+    filters: FlowFilters,
+    order_by: Sequence[sa.UnaryExpression[Any]],
+    after: Clause | None,
+    offset: int,
+    limit: int,
+    with_total_size: bool,
+) -> DirectPlan:
+    """`read_flow_page` as its statements, for a driver to run directly (`db.sqlite_inline`).
+
+    The same statements `read_flow_page` executes (the page without filters nor
+    token in an equal form with its offset and limit as parameters), so the
+    rows are the same; with the total, both are read in one snapshot.
+    """
+    statements: list[tuple[sa.Select[Any], dict[str, Any]]] = []
+    if limit > 0:
+        template = _unfiltered_page(order_by) if filters.empty and after is None else None
+        if template is not None:
+            values = {"page_offset": offset, "page_limit": limit + 1}
+            statements.append((template, values))
+        else:
+            statements.append((_flows_query(filters, order_by, offset, limit + 1, after), {}))
+    if with_total_size:
+        statements.append((_count_query(filters), {}))
+
+    def finish(results: list[list[tuple[Any, ...]]]) -> FlowPage:
+        rows = results[0] if limit > 0 else []
+        total_size = int(results[-1][0][0]) if with_total_size else None
+        return FlowPage(rows=rows[:limit], more=len(rows) > limit, total_size=total_size)
+
+    return DirectPlan(statements=tuple(statements), finish=finish)
+
+
+@direct_read(page_plan)
 def read_flow_page(
     connection: sa.Connection,
     *,
@@ -176,7 +247,7 @@ def read_flow_page(
     With `with_total_size`, also `count_flows`: run it in a snapshot read
     (`Database.read(…, snapshot=True)`) for the count to agree with the page.
     """
-    rows: Sequence[FlowRow] = []
+    rows: Sequence[Sequence[Any]] = []
     if limit > 0:
         rows = read_flows(
             connection,
@@ -214,6 +285,10 @@ def count_flows(connection: sa.Connection, *, filters: FlowFilters) -> int:
     key to flow. It reads one index range instead of building the set of
     flow ids and probing the flow table with it (docs/semantics.md#query-shapes).
     """
+    return int(connection.execute(_count_query(filters)).scalar_one())
+
+
+def _count_query(filters: FlowFilters) -> sa.Select[Any]:
     about_flows = (
         filters.flows is not None
         or filters.deployments is not None
@@ -235,7 +310,7 @@ def count_flows(connection: sa.Connection, *, filters: FlowFilters) -> int:
         query = sa.select(distinct_flows).select_from(source).where(*conditions)
     else:
         query = sa.select(sa.func.count()).select_from(flow).where(*flow_conditions(filters))
-    return int(connection.execute(query).scalar_one())
+    return query
 
 
 _COUNT_ALL = sa.select(sa.func.count()).select_from(flow)
