@@ -150,7 +150,7 @@ async def _add_runs(url: str, flow_ids: list[str]) -> None:
 
 #: Page shapes: every sort, offsets and sizes, filters on flows (IN lists
 #: included) and through joins, latest runs, totals.
-_SHAPES: list[dict[str, Any]] = [
+PAGE_SHAPES: list[dict[str, Any]] = [
     {},
     {"limit": 7},
     {"limit": 0, "include_total_size": True},
@@ -185,7 +185,7 @@ async def test_every_page_shape_answers_the_same_bytes_inline_or_not(
     flow_ids = _add_flows(any_backend_url, 260)
     await _add_runs(any_backend_url, flow_ids)
     shapes = [
-        *_SHAPES,
+        *PAGE_SHAPES,
         {"flows": {"id": {"any": flow_ids[3:40]}}, "sort": "FLOW_SORT_CREATED_DESC"},
     ]
     async with _both(any_backend_url, memo_size) as (direct, inline_pages, threaded_pages):

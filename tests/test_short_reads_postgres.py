@@ -20,6 +20,7 @@ import grpc
 import grpc.aio
 import pytest
 import sqlalchemy as sa
+from google.protobuf import json_format
 
 from flowservice.client import FlowClient, RpcError
 from flowservice.v1 import flow_service_pb2 as pb
@@ -30,9 +31,11 @@ from flowservice_server.db.postgres_direct import pool_arguments
 from flowservice_server.db.postgres_engine import PostgresDatabase
 from flowservice_server.models import flows
 from tests.conftest import through_pgbouncer
-from tests.helpers import expect_error, run_sync
+from tests.factories import Seeder
+from tests.helpers import direct_engine, expect_error, run_sync
 from tests.pg_cluster import PostgresCluster, missing_postgres_reason, scratch_directory
 from tests.postgres import admin
+from tests.test_inline_pages import PAGE_SHAPES
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -410,3 +413,59 @@ async def test_direct_reads_run_behind_pgbouncer(
             before = direct.outcomes["direct"]
             await asyncio.gather(*(worker(number) for number in range(8)))
             assert direct.outcomes["direct"] - before == 8 * 10 * 4
+
+
+# --- ReadFlows pages on asyncpg directly -------------------------------------------------
+
+
+async def test_every_page_shape_answers_the_same_bytes_with_direct_pages_off(
+    scratch_postgres: str,
+) -> None:
+    """A page without its total runs on asyncpg; with it, in SQLAlchemy's snapshot."""
+    async with (
+        _serving(scratch_postgres) as direct,
+        _serving(scratch_postgres, inline_pages=False) as plain,
+    ):
+        async with FlowClient(f"127.0.0.1:{plain.port}", timeout=30) as client:
+            created = await client.batch_create_flows(
+                (
+                    f"flow-{n * 7919 % 1000:03d}-{n}",
+                    sorted({("etl", "ml", "nightly")[n % 3], ("a", "b")[n % 2]}),
+                    {"team": f"t{n % 4}"} if n % 5 else None,
+                )
+                for n in range(230)
+            )
+        flow_ids = [flow.id for flow, _ in created]
+        engine = direct_engine(scratch_postgres)
+        seed = Seeder(engine)
+        try:
+            states = ("COMPLETED", "FAILED", "RUNNING", "SCHEDULED")
+            for n, flow_id in enumerate(flow_ids[:40]):
+                await seed.flow_run(uuid.UUID(flow_id), f"run-{n}", state_type=states[n % 4])
+        finally:
+            await engine.dispose()
+        shapes = [*PAGE_SHAPES, {"flows": {"id": {"any": flow_ids[3:40]}}}]
+        outcomes = _direct(direct).outcomes
+        for shape in shapes:
+            request = json_format.ParseDict(shape, pb.ReadFlowsRequest())
+            before = outcomes["plan"]
+            for _ in range(2):  # compiled, then from the cache
+                answer = await _raw(direct.port, "ReadFlows", request)
+                assert answer[0] == grpc.StatusCode.OK, (shape, answer)
+                assert answer == await _raw(plain.port, "ReadFlows", request), shape
+            # A page with its total reads two statements in one snapshot: SQLAlchemy's path.
+            direct_pages = 0 if shape.get("include_total_size") else 2
+            assert outcomes["plan"] - before == direct_pages, (shape, outcomes)
+        # Page tokens walk every flow alike.
+        request = pb.ReadFlowsRequest(limit=60, sort=pb.FLOW_SORT_UPDATED_DESC)
+        seen: list[str] = []
+        while True:
+            answer = await _raw(direct.port, "ReadFlows", request)
+            assert answer == await _raw(plain.port, "ReadFlows", request)
+            assert isinstance(answer[1], bytes)
+            page = pb.ReadFlowsResponse.FromString(answer[1])
+            seen += [flow.id for flow in page.flows]
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+        assert sorted(seen) == sorted(flow_ids)

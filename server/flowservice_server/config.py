@@ -287,10 +287,10 @@ class DatabaseSettings:
     inline_pages: bool = setting(
         True,
         parse_bool,
-        "SQLite, with --database-inline-reads: ReadFlows pages run on the sqlite3 driver "
-        "directly, on the event-loop thread, under the same budget (a page's statement "
-        "shape that exceeds it goes to worker threads for a minute); false: pages run in "
-        "a worker thread through SQLAlchemy",
+        "with --database-inline-reads, ReadFlows pages run on the driver: SQLite's on the "
+        "event-loop thread, under the same budget (a page's statement shape that exceeds it "
+        "goes to worker threads for a minute); PostgreSQL's without their total on asyncpg "
+        "(with --database-direct-reads); false: pages run through SQLAlchemy",
     )
     inline_read_budget: float = setting(
         0.001,

@@ -21,6 +21,10 @@ pooler, no named statements).
   `dialect.classify`, the status a call ends with and its details are the
   same on either path; a wait for a free connection past the pool timeout is
   SQLAlchemy's pool `TimeoutError`.
+* A planned read (`engine.direct_read`: a ReadFlows page) of one statement
+  runs here too, its statement compiled once per SQLAlchemy cache key and
+  bound per call (`db.driver_sql`); a page with its total (two statements,
+  one snapshot) keeps SQLAlchemy's REPEATABLE READ transaction.
 * Rows are asyncpg's records: the values the SQLAlchemy path gives for the
   same statement (its columns have no result conversion), unpacked by
   position and equal as tuples.
@@ -36,6 +40,8 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from flowservice_server.db.driver_sql import CompiledShapes, bound
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -43,9 +49,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
 
     from flowservice_server.config import DatabaseSettings
+    from flowservice_server.db.engine import DirectPlan
 
 #: How long closing waits for reads still running before it drops their connections.
 CLOSE_TIMEOUT = 5.0
+
+#: `DirectReads.read_plan`: this plan is not for the direct path.
+NOT_DIRECT = object()
 
 #: Connect arguments of SQLAlchemy's asyncpg dialect that asyncpg itself does not take.
 _SQLALCHEMY_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
@@ -86,7 +96,10 @@ class DirectReads:
         #: Per statement (by identity; each entry keeps its statement alive, so
         #: that no other takes its id): its SQL, parameter names and bind processors.
         self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[Any, ...], object]] = {}
-        #: "direct": reads answered; "retried": reads run again on a fresh connection.
+        #: Planned reads' statements (pages), compiled by SQLAlchemy cache key.
+        self._shapes = CompiledShapes(dialect)
+        #: "direct": short reads answered; "plan": planned reads answered;
+        #: "retried": reads run again on a fresh connection.
         self.outcomes: Counter[str] = Counter()
 
     async def read(self, statement: sa.Select[Any], answer: str, values: dict[str, Any]) -> Any:
@@ -102,6 +115,26 @@ class DirectReads:
         if len(rows) > 1:
             raise sa_exc.MultipleResultsFound("more than one row where one or none was required")
         return rows[0] if rows else None
+
+    async def read_plan(self, plan: DirectPlan) -> Any:
+        """A planned read of one statement (a ReadFlows page without its total): its answer,
+        or `NOT_DIRECT` when the plan is not for this path.
+
+        A plan of several statements needs one snapshot (a REPEATABLE READ
+        transaction), and a statement whose rows SQLAlchemy would convert
+        cannot skip it: both keep the SQLAlchemy path.
+        """
+        if len(plan.statements) != 1:
+            return NOT_DIRECT
+        statement, values = plan.statements[0]
+        cache_key = statement._generate_cache_key()  # SQLAlchemy's own key
+        compiled = None if cache_key is None else self._shapes.get(statement, cache_key)
+        if cache_key is None or compiled is None:
+            return NOT_DIRECT
+        sql, parameters = bound(compiled, cache_key, values)
+        rows = await self._fetch(sql, list(parameters))
+        self.outcomes["plan"] += 1
+        return plan.finish([rows])
 
     def _bind(self, statement: sa.Select[Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
         compiled = self._compiled.get(id(statement))

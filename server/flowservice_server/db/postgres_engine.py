@@ -42,13 +42,14 @@ from flowservice_server.db.engine import (
     Database,
     cancel_after,
     deadline_after,
+    direct_read_plan,
     expired,
     remaining,
     short_read_direct,
     short_read_shape,
     to_completion,
 )
-from flowservice_server.db.postgres_direct import DirectReads
+from flowservice_server.db.postgres_direct import NOT_DIRECT, DirectReads
 from flowservice_server.db.postgres_writes import LeanWrites
 
 if TYPE_CHECKING:
@@ -121,6 +122,8 @@ class PostgresDatabase(Database):
             else None
         )
 
+        #: ReadFlows pages of one statement on the direct path too (`--database-inline-pages`).
+        self._direct_pages = self._direct is not None and settings.inline_pages
         self._writes_engine = (
             None
             if not settings.lean_writes
@@ -183,6 +186,13 @@ class PostgresDatabase(Database):
             assert self._direct is not None
             async with cancel_after(time_left):
                 return cast("T", await self._direct.read(*direct))
+        plan = direct_read_plan(work) if short_path and self._direct_pages else None
+        if plan is not None:
+            assert self._direct is not None
+            async with cancel_after(time_left):
+                answer = await self._direct.read_plan(plan)
+            if answer is not NOT_DIRECT:
+                return cast("T", answer)
         if short_path and short_read_shape(work) is not None:
             assert self._short_reads is not None
             async with cancel_after(time_left), self._short_reads.connect() as connection:

@@ -41,13 +41,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from flowservice_server.db import dialect
+from flowservice_server.db.driver_sql import CompiledShapes, bound
 from flowservice_server.db.engine import short_read_direct
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Mapping, Sequence
+    from collections.abc import Callable, Hashable, Mapping
+
+    from sqlalchemy.sql.compiler import SQLCompiler
 
     from flowservice_server.db.engine import DirectPlan
 
@@ -58,11 +60,8 @@ T = TypeVar("T")
 _STEP_OPCODES = 1_000
 #: How long a shape that ran past its budget goes to worker threads.
 DEMOTION_SECONDS = 60.0
-#: Compiled plan statements kept (oldest out first), and shapes remembered as slow.
-_PLAN_CACHE_SIZE = 500
+#: Shapes remembered as slow or demoted.
 _SHAPES_KEPT = 10_000
-#: A cached shape whose rows SQLAlchemy would convert: it runs through SQLAlchemy.
-_NOT_DIRECT = object()
 
 
 class NotRun(enum.Enum):
@@ -92,8 +91,8 @@ class InlineReader:
         self._connection: sa.Connection | None = None
         self._demoted_until: dict[Hashable, float] = {}
         self._slow_once: set[Hashable] = set()
-        #: Plan statements by SQLAlchemy cache key: compiled, or `_NOT_DIRECT`.
-        self._plans: dict[Any, SQLCompiler | object] = {}
+        #: Plan statements compiled by SQLAlchemy cache key.
+        self._plans = CompiledShapes(self._engine.dialect)
         #: Per shape marked with its statement: SQL, parameter names, bind processors.
         self._compiled: dict[str, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
         self._stop_at = 0.0
@@ -123,7 +122,7 @@ class InlineReader:
         keys: list[Any] = []
         for statement, values in plan.statements:
             cache_key = statement._generate_cache_key()  # SQLAlchemy's own key
-            compiled = None if cache_key is None else self._compiled_plan(statement, cache_key)
+            compiled = None if cache_key is None else self._plans.get(statement, cache_key)
             if cache_key is None or compiled is None:  # not cacheable; rows to convert
                 self.outcomes["unexpected"] += 1
                 return NotRun.UNEXPECTED
@@ -134,9 +133,9 @@ class InlineReader:
         def execute(connection: sa.Connection) -> Any:
             driver = connection.connection.driver_connection
             assert driver is not None
-            bound = [_bound(*statement) for statement in prepared]  # not for a demoted shape
+            statements = [bound(*statement) for statement in prepared]  # not for a demoted shape
             try:
-                results = self._fetch_all(driver, bound)
+                results = self._fetch_all(driver, statements)
             except sa_exc.OperationalError:
                 raise
             except sqlite3.Error:  # not for this path to report: a worker thread will
@@ -148,31 +147,9 @@ class InlineReader:
             self.outcomes["direct"] += 1
         return result
 
-    def _compiled_plan(self, statement: sa.Select[Any], cache_key: Any) -> SQLCompiler | None:
-        """The statement compiled, once per cache key; None: not for the driver."""
-        key = cache_key.key
-        compiled = self._plans.get(key)
-        if compiled is None:
-            compiled = self._compile_plan(statement, cache_key)
-            if len(self._plans) >= _PLAN_CACHE_SIZE:
-                del self._plans[next(iter(self._plans))]
-            self._plans[key] = compiled
-        return compiled if isinstance(compiled, SQLCompiler) else None
-
-    def _compile_plan(self, statement: sa.Select[Any], cache_key: Any) -> SQLCompiler | object:
-        """Compiled once per shape; `_NOT_DIRECT` when the driver's rows would differ."""
-        dialect = self._engine.dialect
-        compiled = statement.compile(dialect=dialect, cache_key=cache_key)
-        if not isinstance(compiled, SQLCompiler) or not compiled.positional:
-            return _NOT_DIRECT
-        if compiled.literal_execute_params or compiled.schema_translate_map:
-            return _NOT_DIRECT
-        for column in compiled._result_columns:
-            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
-                return _NOT_DIRECT  # SQLAlchemy would convert this column's values
-        return compiled
-
-    def _fetch_all(self, driver: Any, bound: list[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
+    def _fetch_all(
+        self, driver: Any, statements: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[list[Any]]:
         """Every statement's rows; several in one read transaction (one snapshot).
 
         Errors come back SQLAlchemy-wrapped, as from a unit of work. The
@@ -181,12 +158,12 @@ class InlineReader:
         would keep its old snapshot for the next read.
         """
         try:
-            if len(bound) == 1:
-                sql, parameters = bound[0]
+            if len(statements) == 1:
+                sql, parameters = statements[0]
                 return [driver.execute(sql, parameters).fetchall()]
             driver.execute("BEGIN DEFERRED")
             try:
-                return [driver.execute(sql, parameters).fetchall() for sql, parameters in bound]
+                return [driver.execute(sql, values).fetchall() for sql, values in statements]
             finally:
                 if driver.in_transaction:
                     self._stop_at, self._deadline = math.inf, None
@@ -335,32 +312,6 @@ class InlineReader:
             self._stopped_for_deadline = True
             return 1
         return 1 if time.thread_time() >= self._stop_at else 0
-
-
-def _bound(
-    compiled: SQLCompiler, cache_key: Any, values: Mapping[str, Any]
-) -> tuple[str, tuple[Any, ...]]:
-    """The SQL and positional parameters of one statement of a compiled shape.
-
-    As SQLAlchemy's own execution does: the values of this statement's bound
-    parameters (extracted with its cache key) and `values` put in the compiled
-    parameters' places, IN lists expanded, each through its type's bind processor.
-    """
-    parameters = compiled.construct_params(
-        values, escape_names=False, extracted_parameters=cache_key.bindparams
-    )
-    sql = compiled.string
-    processors: Mapping[str, Any] = compiled._bind_processors
-    positions: Sequence[str] = compiled.positiontup or ()
-    if compiled.post_compile_params:  # IN lists: one placeholder per item
-        expanded = compiled._process_parameters_for_postcompile(parameters)
-        sql = expanded.statement
-        processors = {**processors, **expanded.processors}
-        positions = expanded.positiontup or ()
-    return sql, tuple(
-        processors[name](parameters[name]) if name in processors else parameters[name]
-        for name in positions
-    )
 
 
 def _interrupted(error: sa_exc.OperationalError) -> bool:
