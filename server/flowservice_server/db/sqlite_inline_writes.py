@@ -22,6 +22,10 @@ of inline reads (`db.sqlite_inline`):
   rolled back, never committed.
 
 The change feed's triggers fire in the same transaction, as on any connection.
+The model function's statements run on the sqlite3 connection itself
+(`db.sqlite_direct`), each compiled by SQLAlchemy once; one that path does not
+handle runs in a worker thread through SQLAlchemy, as does a unit that fails
+with an error other than an operational one (so that it is reported as usual).
 
 Checkpoints. In WAL mode a commit may checkpoint the WAL into the database
 (page writes and an fsync: milliseconds) on the committing connection. This
@@ -38,15 +42,17 @@ from __future__ import annotations
 
 import enum
 import math
+import sqlite3
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from flowservice_server.db import dialect
+from flowservice_server.db.sqlite_direct import DriverConnection, DriverError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,6 +76,7 @@ class NotWritten(enum.Enum):
     OVER_BUDGET = "over_budget"
     BUSY = "busy"
     CHECKPOINT = "checkpoint"
+    UNEXPECTED = "unexpected"
 
 
 class InlineWriter:
@@ -95,7 +102,8 @@ class InlineWriter:
         sa.event.listen(self._engine, "connect", prepare_for_loop)
         self._commits_since_checkpoint = 0
         self._budget = budget
-        self._connection: sa.Connection | None = None
+        self._raw: Any = None  # the pool's proxy of the one connection, kept open
+        self._connection: DriverConnection | None = None
         self._demoted_until: dict[str, float] = {}
         self._slow_once: set[str] = set()
         self._stop_at = math.inf
@@ -103,7 +111,7 @@ class InlineWriter:
         self._steps = 0
         self._stopped_for_deadline = False
         #: Outcomes by kind ("inline", "slow", "demoted", "over_budget", "busy",
-        #: "deadline", "checkpoint"): for tests and the bench.
+        #: "deadline", "checkpoint", "unexpected"): for tests and the bench.
         self.outcomes: Counter[str] = Counter()
 
     def run(
@@ -140,7 +148,7 @@ class InlineWriter:
 
     def _transaction(
         self,
-        connection: sa.Connection,
+        connection: DriverConnection,
         shape: str,
         work: Callable[[sa.Connection], T],
         deadline: float | None,
@@ -151,16 +159,21 @@ class InlineWriter:
         self._steps = 0
         self._stopped_for_deadline = False
         self._stop_at = started + self._budget
+        driver = connection.driver
         try:
-            result = work(connection)
+            result = work(cast("sa.Connection", connection))
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 self.outcomes["deadline"] += 1
                 raise TimeoutError  # never commit after the deadline
             self._stop_at, self._deadline = math.inf, None  # COMMIT is not interrupted
-            connection.commit()
+            _commit(driver)
             return result
+        except (DriverError, sqlite3.DatabaseError):
+            driver.rollback()
+            self.outcomes["unexpected"] += 1
+            return NotWritten.UNEXPECTED  # a worker thread reruns it and reports what fails
         except sa_exc.OperationalError as error:
-            connection.rollback()
+            driver.rollback()
             if self._stopped_for_deadline:
                 self.outcomes["deadline"] += 1
                 raise TimeoutError from error
@@ -173,7 +186,7 @@ class InlineWriter:
                 return NotWritten.BUSY
             raise
         except BaseException:
-            connection.rollback()
+            driver.rollback()
             raise
         finally:
             self._stop_at, self._deadline = math.inf, None
@@ -191,18 +204,18 @@ class InlineWriter:
         return self._demoted_until.get(shape, 0.0) > time.monotonic()
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = self._connection = None
         self._engine.dispose()
 
-    def _connect(self) -> sa.Connection:
-        connection = self._engine.connect()
-        driver = connection.connection.driver_connection
+    def _connect(self) -> DriverConnection:
+        self._raw = self._engine.raw_connection()
+        driver = self._raw.driver_connection
         assert driver is not None
         driver.set_progress_handler(self._progress, _STEP_OPCODES)
-        self._connection = connection
-        return connection
+        self._connection = DriverConnection(driver, self._engine.dialect)
+        return self._connection
 
     def _progress(self) -> int:
         """SQLite's progress handler: nonzero interrupts the running statement."""
@@ -211,6 +224,13 @@ class InlineWriter:
             self._stopped_for_deadline = True
             return 1
         return 1 if time.thread_time() >= self._stop_at else 0
+
+
+def _commit(driver: sqlite3.Connection) -> None:
+    try:
+        driver.commit()
+    except sqlite3.OperationalError as error:
+        raise sa_exc.OperationalError("COMMIT", (), error) from error
 
 
 def _interrupted(error: sa_exc.OperationalError) -> bool:
