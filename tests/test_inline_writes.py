@@ -382,3 +382,38 @@ async def test_sixteen_clients_writing_at_once(any_backend_url: str) -> None:
         kinds = _query(path, "SELECT kind, count(*) FROM flowservice_flow_change GROUP BY kind")
         expected = {"created": 16 * (1 + rounds), "updated": 16 * rounds, "deleted": 16 * rounds}
         assert dict(kinds) == expected  # type: ignore[arg-type]  # (kind, count) pairs
+
+
+async def test_a_file_locked_when_the_writer_first_connects_sends_the_write_to_a_thread(
+    any_backend_url: str,
+) -> None:
+    """Even opening the loop's connection never waits: the write goes to a worker thread."""
+    path = _path(any_backend_url)
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("INSERT INTO flow (name, tags) VALUES ('locked', '[]')")
+    (flow_id,) = setup.execute("SELECT id FROM flow").fetchone()
+    setup.close()
+    async with _serving(any_backend_url, inline_reads=False) as running, _client(running) as client:
+        writer = _writer(running)
+        database = running.database
+        assert isinstance(database, SqliteDatabase)
+        database.engine.dispose()  # the server's pool; the writer has not connected yet
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            # In exclusive locking mode no other connection can even read the file.
+            holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+            holder.execute("BEGIN EXCLUSIVE")
+            holder.execute("UPDATE flow SET tags = '[\"held\"]'")
+            update = asyncio.create_task(client.update_flow(flow_id, tags=["after"]))
+            async with _Heartbeat() as heartbeat:
+                await asyncio.sleep(0.3)
+            assert not update.done()
+            assert heartbeat.longest < 0.1, heartbeat.longest
+            assert writer.outcomes["busy"] == 1
+            holder.execute("COMMIT")
+        finally:
+            holder.close()
+        assert list((await update).tags) == ["after"]
+        assert _changes(path, flow_id) == ["created", "updated", "updated"]
+        await client.update_flow(flow_id, tags=["inline"])
+        assert writer.outcomes["inline"] == 1

@@ -128,7 +128,13 @@ class InlineWriter:
         if self._commits_since_checkpoint >= CHECKPOINT_EVERY:
             self.outcomes["checkpoint"] += 1
             return NotWritten.CHECKPOINT  # the caller checkpoints, then writes, in a thread
-        connection = self._connection or self._connect()
+        try:
+            connection = self._connection or self._connect()
+        except sa_exc.OperationalError as error:  # opening it met a lock: not waited for here
+            if not dialect.is_busy(error):
+                raise
+            self.outcomes["busy"] += 1
+            return NotWritten.BUSY
         started = time.thread_time()
         result = self._transaction(connection, shape, work, deadline, started)
         if isinstance(result, NotWritten):
@@ -210,7 +216,10 @@ class InlineWriter:
         self._engine.dispose()
 
     def _connect(self) -> DriverConnection:
-        self._raw = self._engine.raw_connection()
+        try:
+            self._raw = self._engine.raw_connection()
+        except sqlite3.OperationalError as error:  # from the pragmas that prepare it
+            raise sa_exc.OperationalError("connect", (), error) from error
         driver = self._raw.driver_connection
         assert driver is not None
         driver.set_progress_handler(self._progress, _STEP_OPCODES)
