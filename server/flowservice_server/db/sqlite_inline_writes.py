@@ -8,13 +8,13 @@ module's own connection, while the caller holds the in-process write lock
 of inline reads (`db.sqlite_inline`):
 
 * a progress handler, called every `_STEP_OPCODES` VM instructions,
-  interrupts the statement once the run's CPU budget (`inline_write_budget`)
-  or the call's deadline has passed; the transaction is rolled back. Stopped
-  at the budget, the write is rerun in a worker thread and its shape is
-  demoted for `DEMOTION_SECONDS` (a delete whose foreign keys cascade to
-  thousands of runs); stopped at the deadline, the call ends with
-  DEADLINE_EXCEEDED. A write that finished past its budget twice in a row is
-  demoted too;
+  interrupts the statement once the run's CPU budget (`inline_write_budget`,
+  less the first compile of a statement) or the call's deadline has passed;
+  the transaction is rolled back. Stopped at the budget, the write is rerun
+  in a worker thread and its shape is demoted for `DEMOTION_SECONDS` (a
+  delete whose foreign keys cascade to thousands of runs); stopped at the
+  deadline, the call ends with DEADLINE_EXCEEDED. A write that finished past
+  its budget twice in a row is demoted too;
 * busy timeout 0: BEGIN IMMEDIATE never waits for another process's write
   lock (`--workers` processes share the file); SQLITE_BUSY hands the write to
   a worker thread, which waits for the lock in slices;
@@ -135,11 +135,11 @@ class InlineWriter:
                 raise
             self.outcomes["busy"] += 1
             return NotWritten.BUSY
-        started = time.thread_time()
+        started = _work_time(connection)
         result = self._transaction(connection, shape, work, deadline, started)
         if isinstance(result, NotWritten):
             return result
-        if time.thread_time() - started > self._budget:
+        if _work_time(connection) - started > self._budget:
             # Finished past its budget between two calls of the handler: it stands,
             # and a shape slow twice in a row goes (once may be a first compile).
             self.outcomes["slow"] += 1
@@ -232,7 +232,13 @@ class InlineWriter:
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self._stopped_for_deadline = True
             return 1
-        return 1 if time.thread_time() >= self._stop_at else 0
+        assert self._connection is not None
+        return 1 if _work_time(self._connection) >= self._stop_at else 0
+
+
+def _work_time(connection: DriverConnection) -> float:
+    """This thread's CPU time, less what it spent compiling statements (once per shape)."""
+    return time.thread_time() - connection.compiling
 
 
 def _commit(driver: sqlite3.Connection) -> None:
