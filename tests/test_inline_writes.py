@@ -11,18 +11,21 @@ import contextlib
 import sqlite3
 import time
 import uuid
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from flowservice.client import FlowClient
 from flowservice.errors import RpcError
 from flowservice_server.app import start_server
 from flowservice_server.config import DatabaseSettings, Settings
-from flowservice_server.db import sqlite_inline_writes
+from flowservice_server.db import sqlite_inline_writes, tables
 from flowservice_server.db.engine import short_write
 from flowservice_server.db.sqlite_engine import SqliteDatabase
 from flowservice_server.models import flows
@@ -30,8 +33,6 @@ from tests.helpers import expect_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-    import sqlalchemy as sa
 
     from flowservice.v1 import flow_pb2
     from flowservice_server.app import RunningServer
@@ -417,3 +418,27 @@ async def test_a_file_locked_when_the_writer_first_connects_sends_the_write_to_a
         assert _changes(path, flow_id) == ["created", "updated", "updated"]
         await client.update_flow(flow_id, tags=["inline"])
         assert writer.outcomes["inline"] == 1
+
+
+@short_write("update, then insert a name that exists")
+def _update_then_duplicate(connection: sa.Connection, flow_id: uuid.UUID, name: str) -> None:
+    flows.update_flow(connection, flow_id, tags=["lost"])
+    now = datetime.now(UTC)
+    values = {"id": uuid.uuid4(), "created": now, "updated": now, "name": name, "tags": []}
+    connection.execute(sa.insert(tables.flow), {**values, "labels": None})
+
+
+async def test_a_write_failing_otherwise_is_rerun_in_a_thread_and_fails_as_there(
+    any_backend_url: str,
+) -> None:
+    """A constraint violation is reported by a worker thread, as SQLAlchemy reports it."""
+    path = _path(any_backend_url)
+    async with _serving(any_backend_url) as running, _client(running) as client:
+        writer = _writer(running)
+        flow, _ = await client.create_flow("taken", tags=["kept"])
+        failing = partial(_update_then_duplicate, flow_id=uuid.UUID(flow.id), name="taken")
+        with pytest.raises(sa_exc.IntegrityError):
+            await running.database.write(failing, 10)
+        assert writer.outcomes["unexpected"] == 1
+        assert await client.read_flow(flow.id) == flow  # both attempts rolled back
+        assert _changes(path, flow.id) == ["created"]

@@ -14,9 +14,9 @@ result conversion).
 Transactions are the driver's: sqlite3 opens one before the first write (the
 connection's isolation level) and the caller commits or rolls back on it.
 An operational error comes back SQLAlchemy-wrapped, as from SQLAlchemy; any
-other error of the driver, and a statement this module does not handle, is
-`DriverError`: the caller runs the unit through SQLAlchemy instead, which
-reports it as usual.
+other error of the driver or of a bind conversion, and a statement this module
+does not handle, is `DriverError`: the caller runs the unit through SQLAlchemy
+instead, which reports it as usual.
 """
 
 from __future__ import annotations
@@ -108,7 +108,10 @@ class DriverConnection:
             compiled = _Compiled(statement, keys, self.dialect)
             self._compiled[statement, keys] = compiled
             self.compiling += time.thread_time() - began
-        values = compiled.values(parameters)
+        try:
+            values = compiled.values(parameters)
+        except Exception as error:  # SQLAlchemy would wrap it (StatementError): let it
+            raise DriverError(str(error)) from error
         try:
             cursor = self.driver.execute(compiled.sql, values)
             rows = cursor.fetchall()
