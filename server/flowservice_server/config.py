@@ -298,6 +298,19 @@ class DatabaseSettings:
         "SQLite: seconds an inline read may run before it is interrupted, rerun in a worker "
         "thread and its statement shape demoted to worker threads for a minute",
     )
+    inline_writes: bool = setting(
+        True,
+        parse_bool,
+        "SQLite: single-row writes (UpdateFlow, DeleteFlow, the insert of CreateFlow) run on "
+        "the event-loop thread, bounded by --database-inline-write-budget, the deadline and "
+        "busy timeout 0, with the WAL checkpointed in a thread; false: in a worker thread",
+    )
+    inline_write_budget: float = setting(
+        0.002,
+        parse_seconds,
+        "SQLite: seconds of CPU an inline write may run before it is interrupted, rolled back, "
+        "rerun in a worker thread and its statement shape demoted to worker threads for a minute",
+    )
 
     @property
     def url_for_logs(self) -> str:

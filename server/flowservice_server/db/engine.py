@@ -230,6 +230,32 @@ def short_read_shape(work: Callable[..., Any]) -> str | None:
     return shape
 
 
+_WRITE_SHAPE_ATTRIBUTE = "short_write_shape"
+
+
+def short_write(shape: str) -> Callable[[F], F]:
+    """Mark a model function as a short write: it changes one row (and what cascades from it).
+
+    A backend may then run it without a hand-off to another thread (SQLite
+    runs it on the event loop, bounded, and reruns it in a worker thread when
+    a bound stops it; see `db.sqlite_inline_writes`), so it must be safe to
+    rerun after a rollback. `shape` names the statement shape, as for `short_read`.
+    """
+
+    def mark(function: F) -> F:
+        setattr(function, _WRITE_SHAPE_ATTRIBUTE, shape)
+        return function
+
+    return mark
+
+
+def short_write_shape(work: Callable[..., Any]) -> str | None:
+    """The shape `work` (a function marked `short_write`, or a partial of one) was marked with."""
+    function = getattr(work, "func", work)
+    shape: str | None = getattr(function, _WRITE_SHAPE_ATTRIBUTE, None)
+    return shape
+
+
 # --- deadlines ---------------------------------------------------------------------
 
 

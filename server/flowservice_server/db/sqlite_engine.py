@@ -8,6 +8,10 @@ in SQLite's busy handler; another process's write lock is waited for in
 short slices, retried from here, so that a cancelled call is noticed within
 one slice (an interrupt cannot end SQLite's own busy wait).
 
+Short reads and single-row writes first try the event loop's thread
+(`db.sqlite_inline`, `db.sqlite_inline_writes`, writes with the write lock
+held); what they do not finish there runs here as any other unit.
+
 A stream (`Database.stream`) keeps one connection, one read transaction and
 one open statement for its whole length; each batch is a step of that
 statement, run in a worker thread only when the caller asks for it. WAL
@@ -37,9 +41,11 @@ from flowservice_server.db.engine import (
     expired,
     remaining,
     short_read_shape,
+    short_write_shape,
     to_completion,
 )
 from flowservice_server.db.sqlite_inline import InlineReader, NotRun
+from flowservice_server.db.sqlite_inline_writes import InlineWriter, NotWritten
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -134,6 +140,8 @@ class SqliteDatabase(Database):
             thread_name_prefix="flowservice-sqlite",
         )
         self._write_lock = asyncio.Lock()
+        #: Calls waiting for `_write_lock` (or about to take it after a wait).
+        self._write_waiters = 0
         self._busy_timeout = settings.busy_timeout
         #: Short reads on the event-loop thread (None: every unit in a worker thread).
         self.inline: InlineReader | None = None
@@ -143,6 +151,14 @@ class SqliteDatabase(Database):
             self.inline = InlineReader(
                 self.engine,
                 budget=settings.inline_read_budget,
+                prepare=prepare_sqlite(busy_timeout=0),
+            )
+        #: Single-row writes on the event-loop thread (None: in a worker thread).
+        self.inline_writes: InlineWriter | None = None
+        if settings.inline_writes:
+            self.inline_writes = InlineWriter(
+                self.engine,
+                budget=settings.inline_write_budget,
                 prepare=prepare_sqlite(busy_timeout=0),
             )
 
@@ -167,6 +183,8 @@ class SqliteDatabase(Database):
         await loop.run_in_executor(None, self._threads.shutdown)
         if self.inline is not None:
             self.inline.close()
+        if self.inline_writes is not None:
+            self.inline_writes.close()
         self.engine.dispose()
 
     async def run(
@@ -186,18 +204,9 @@ class SqliteDatabase(Database):
             if snapshot:
                 work = partial(_in_read_transaction, work)
             return await self._attempt(work, deadline, write=False)
-        async with cancel_after(time_left):  # waiting for our turn is not database work
-            await self._write_lock.acquire()
+        await self._take_write_lock(time_left)
         try:
-            give_up = time.monotonic() + self._busy_timeout
-            if deadline is not None:
-                give_up = min(give_up, deadline)
-            while True:
-                try:
-                    return await self._attempt(work, deadline, write=True)
-                except sa_exc.OperationalError as error:
-                    if not (dialect.is_busy(error) and time.monotonic() < give_up):
-                        raise
+            return await self._write(work, deadline)
         finally:
             self._write_lock.release()
 
@@ -220,13 +229,61 @@ class SqliteDatabase(Database):
             return NotRun.UNEXPECTED
         return inline.run(shape, work, deadline)
 
+    async def _write(self, work: Callable[[sa.Connection], T], deadline: float | None) -> T:
+        """A write, the write lock held: on the loop when it is short, else in a worker thread."""
+        checkpoint = False
+        inline = self.inline_writes
+        if inline is not None:
+            shape = short_write_shape(work)
+            if shape is not None:
+                written = inline.run(shape, work, deadline)
+                if not isinstance(written, NotWritten):
+                    return written
+            checkpoint = inline.checkpoint_due
+        give_up = time.monotonic() + self._busy_timeout
+        if deadline is not None:
+            give_up = min(give_up, deadline)
+        while True:
+            try:
+                result = await self._attempt(work, deadline, write=True, checkpoint=checkpoint)
+            except sa_exc.OperationalError as error:
+                if not (dialect.is_busy(error) and time.monotonic() < give_up):
+                    raise
+            else:
+                if checkpoint and inline is not None:
+                    inline.checkpointed()
+                return result
+
+    async def _take_write_lock(self, time_left: float | None) -> None:
+        """One writer at a time in the process; waiting for our turn is bounded by the deadline.
+
+        Free and with nobody waiting, the lock is taken at once: no timer is needed.
+        """
+        if not self._write_lock.locked() and self._write_waiters == 0:
+            await self._write_lock.acquire()  # returns without suspending
+            return
+        self._write_waiters += 1
+        try:
+            async with cancel_after(time_left):  # waiting for our turn is not database work
+                await self._write_lock.acquire()
+        finally:
+            self._write_waiters -= 1
+
     async def _attempt(
-        self, work: Callable[[sa.Connection], T], deadline: float | None, *, write: bool
+        self,
+        work: Callable[[sa.Connection], T],
+        deadline: float | None,
+        *,
+        write: bool,
+        checkpoint: bool = False,
     ) -> T:
-        """One unit in a worker thread; on cancellation, stop it and wait until it has."""
+        """One unit in a worker thread; on cancellation, stop it and wait until it has.
+
+        `checkpoint`: a write first checkpoints the WAL that inline writes filled.
+        """
         loop = asyncio.get_running_loop()
         unit = _Unit(deadline)
-        job = loop.run_in_executor(self._threads, self._unit, work, unit, write)
+        job = loop.run_in_executor(self._threads, self._unit, work, unit, write, checkpoint)
         timer = None if deadline is None else loop.call_at(_loop_time(loop, deadline), unit.stop)
         try:
             return await to_completion(job, unit.cancel)  # cancelled: stop; never commit
@@ -234,11 +291,17 @@ class SqliteDatabase(Database):
             if timer is not None:
                 timer.cancel()
 
-    def _unit(self, work: Callable[[sa.Connection], T], unit: _Unit, write: bool) -> T:
+    def _unit(
+        self, work: Callable[[sa.Connection], T], unit: _Unit, write: bool, checkpoint: bool
+    ) -> T:
         """Runs in a worker thread: the whole unit of work, commit or rollback included."""
         with self.engine.connect() as connection:
             unit.attach(connection.connection.driver_connection)
             try:
+                if checkpoint:
+                    # Under the in-process write lock: it copies the whole WAL unless a
+                    # reader holds on to it, and this write then starts the WAL over.
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").close()
                 if write:
                     wait_for_other_writers(connection, remaining(unit.deadline))
                 result = work(connection)

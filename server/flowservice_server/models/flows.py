@@ -24,7 +24,7 @@ from sqlalchemy.sql import util as sql_util
 
 from flowservice_server.convert import epoch_parts, row_etag
 from flowservice_server.db.dialect import insert_ignoring_conflict
-from flowservice_server.db.engine import DirectPlan, direct_read, short_read
+from flowservice_server.db.engine import DirectPlan, direct_read, short_read, short_write
 from flowservice_server.db.tables import deployment, flow, flow_run, task_run, work_pool, work_queue
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def _insert_unless_named(dialect_name: str) -> sa.Insert:
     return insert_ignoring_conflict(dialect_name, flow, [flow.c.name]).returning(*_COLUMNS)
 
 
+@short_write("create flow")
 def create_flow(
     connection: sa.Connection, *, name: str, tags: list[str], labels: dict[str, Any] | None
 ) -> tuple[FlowRow, bool]:
@@ -424,6 +425,7 @@ def _run_conditions(filters: FlowFilters) -> tuple[sa.FromClause, list[Clause]]:
     return source, conditions
 
 
+@short_write("update flow")
 def update_flow(
     connection: sa.Connection, flow_id: uuid.UUID, *, tags: list[str] | None
 ) -> FlowRow | None:
@@ -434,6 +436,7 @@ def update_flow(
     return connection.execute(_SET_TAGS, {**params, "tags": tags}).one_or_none()
 
 
+@short_write("delete flow")
 def delete_flow(connection: sa.Connection, flow_id: uuid.UUID) -> bool:
     """Delete the flow; the database's foreign keys cascade to runs and deployments.
 
