@@ -77,7 +77,14 @@ CEILING_OPS = (
 LEVERS: dict[str, list[str]] = {
     "after": [],
     "inline off": ["--database-inline-reads", "false"],
+    "pages off": ["--database-inline-pages", "false"],
+    "direct off": ["--database-direct-reads", "false"],
     "memo off": ["--response-memo-size", "0"],
+}
+#: The levers each backend has (`direct off` is PostgreSQL's alone).
+BACKEND_LEVERS = {
+    "SQLite": ["after", "inline off", "pages off", "memo off"],
+    "PostgreSQL": ["after", "inline off", "direct off", "pages off", "memo off"],
 }
 READ_PAGE = "ReadFlows: no filter (200 rows)"
 
@@ -427,7 +434,7 @@ def sqlite_backend(
     ]
     all_reads[0] = CEILING_OPS[0]
     all_reads.append("CreateFlow: existing name")  # no write: the name exists
-    variants = ["before", *LEVERS]
+    variants = ["before", *BACKEND_LEVERS["SQLite"]]
     rounds: list[dict[str, dict[str, dict[str, Any]]]] = []
     for round_number in range(args.rounds):
         shift = round_number % len(variants)
@@ -494,7 +501,7 @@ def postgres_backend(
         bench_run.add_flowservice_indexes(args, url)
         asyncio.run(databases.analyze_postgres(name))
         requests = requests_for(summary, summary.work_pool_names[1])
-        variants = ["before", *LEVERS]
+        variants = ["before", *BACKEND_LEVERS["PostgreSQL"]]
         rounds = []
         for round_number in range(args.postgres_rounds):
             shift = round_number % len(variants)
@@ -679,10 +686,14 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "`.venv/bin/python bench/ceiling.py --reuse-dataset` (see README.md). Server pinned to "
         "CPU 0, load on CPU 1. `before` = the code at the merge-base with "
-        f"`{results['baseline']}`; `after` = this checkout with its defaults (levers on: short "
-        "reads inline on SQLite, in autocommit on PostgreSQL; the memo of serialized flows); "
-        "the other columns switch one lever off (`--database-inline-reads false`, "
-        "`--response-memo-size 0`). Each cell is the median "
+        f"`{results['baseline']}`; `after` = this checkout with its defaults (every lever on: "
+        "short reads and pages on the driver, on the event loop on SQLite, on asyncpg itself "
+        "on PostgreSQL; single-row writes on the loop on SQLite, in three round trips on "
+        "PostgreSQL; the memo of serialized flows); the other columns switch one lever off: "
+        "inline off `--database-inline-reads false` (short reads and pages through SQLAlchemy, "
+        "in a worker thread on SQLite), pages off `--database-inline-pages false`, direct off "
+        "`--database-direct-reads false` (PostgreSQL: short reads through SQLAlchemy in "
+        "autocommit), memo off `--response-memo-size 0`. Each cell is the median "
         f"of {results['rounds']} SQLite round(s) ({results.get('postgres_rounds', 1)} on "
         "PostgreSQL) with the variants in rotating order; the spread of `after` over rounds in "
         "brackets. % of no-op: the operation's req/s over the same server's Health/Check "
