@@ -161,6 +161,8 @@ def check_once(target: str, path: str, body: bytes, check: Any) -> str:
 # --- h2load --------------------------------------------------------------------------
 
 _FINISHED = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
+_REQUEST_TIME = re.compile(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b")
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _REQUESTS = re.compile(
     r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed"
 )
@@ -210,6 +212,7 @@ def h2load(
     counts = _REQUESTS.search(out.stdout)
     if finished is None or counts is None:
         raise RuntimeError(f"h2load output not understood:\n{out.stdout}\n{out.stderr}")
+    request_time = _REQUEST_TIME.search(out.stdout)
     elapsed = float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
     rps = float(finished.group(3))
     succeeded, failed = int(counts.group(2)), int(counts.group(3))
@@ -221,6 +224,11 @@ def h2load(
         "server_cpu_pct": round(100 * server_cpu / elapsed, 1),
         "server_cpu_ms_per_request": round(1000 * server_cpu / succeeded, 4) if succeeded else None,
         "client_cpu_pct": round(100 * client_cpu / elapsed, 1),
+        "mean_ms": (
+            round(float(request_time.group(1)) * _UNIT_MS[request_time.group(2)], 4)
+            if request_time
+            else None
+        ),
     }
 
 
@@ -324,10 +332,20 @@ def measure_variant(
                 f"{m['server_cpu_ms_per_request']} ms CPU/call ({m['server_cpu_pct']}%), h2load "
                 f"{m['client_cpu_pct']}% CPU"
             )
+        if variant in ("before", "after") and READ_PAGE in results:
+            # One call at a time, as h2load sees it (no Python client's decoding): the
+            # page's latency against the floor, beside the no-op's.
+            for name in (CEILING_OPS[0], READ_PAGE):
+                path, body, _ = requests[name]
+                single = h2load(
+                    server, path, body, duration=args.duration, warmup=0.5, concurrency=1
+                )
+                results[name]["c1_mean_ms"] = single["mean_ms"]
+                say(f"  {backend} {variant:10} {name + ' (c=1)':40} mean {single['mean_ms']} ms")
         noop = results.get(CEILING_OPS[0])
         if noop is not None and len(names) > 1:
-            # The no-op again, last: each share is over the mean of the no-op measured on
-            # both sides of the operations, so a slower stretch of CPU 0 weighs on both.
+            # The no-op again, last: each share is over the higher of the no-op measured
+            # on both sides of the operations (a just-started server is often slower).
             path, body, _ = requests[CEILING_OPS[0]]
             again = h2load(
                 server, path, body, duration=args.duration, warmup=0, concurrency=CONCURRENCY
@@ -361,9 +379,10 @@ def measure_writes(
             delete_ids = postgres_disposable_flows(server, f"bench-del-{tag}", 6_000)
         ops = [operations.HEALTH, *operations.write_operations(f"bench-new-{tag}")]
         page = {**_read_op(summary, READ_PAGE), "concurrency": [1]}
+        single_noop = {**operations.HEALTH, "concurrency": [1]}
         return python_load(
             server,
-            [*ops, page],
+            [*ops, single_noop, page],
             summary,
             args,
             name=f"ceiling-{tag}",
@@ -548,6 +567,9 @@ def _median(values: list[float]) -> float | None:
 
 
 def _rps(backend: dict[str, Any], variant: str, op: str) -> list[float]:
+    """The operation's req/s per round (the no-op's: the warmer of its two measurements)."""
+    if op == CEILING_OPS[0]:
+        return [_noop_rps(r[variant]) for r in backend["rounds"] if op in r.get(variant, {})]
     return [r[variant][op]["rps"] for r in backend["rounds"] if op in r.get(variant, {})]
 
 
@@ -568,13 +590,19 @@ def _prefect_rps(backend: dict[str, Any], op: str) -> float | None:
 
 
 def _noop_rps(measured: dict[str, Any]) -> float:
-    """A session's no-op throughput: the mean of its first and last measurement."""
+    """A session's no-op throughput: the higher of its first and last measurement.
+
+    The first comes right after the server started and is often the lower (a
+    fresh process); the ceiling is what the warm server reached.
+    """
     noop = measured[CEILING_OPS[0]]
-    return (float(noop["rps"]) + float(noop.get("rps_end", noop["rps"]))) / 2
+    return max(float(noop["rps"]), float(noop.get("rps_end", noop["rps"])))
 
 
 def _share(backend: dict[str, Any], variant: str, op: str) -> float | None:
     """Median over rounds of the operation's req/s over its own session's no-op."""
+    if op == CEILING_OPS[0]:
+        return 1.0 if _rps(backend, variant, op) else None
     return _median(
         [
             r[variant][op]["rps"] / _noop_rps(r[variant])
@@ -588,10 +616,24 @@ def _share_text(share: float | None) -> str:
     return "–" if share is None else f"{100 * share:.0f} %"
 
 
+def _single_call(backend: dict[str, Any], variant: str) -> tuple[float, float] | None:
+    """h2load's mean at c=1 for the no-op and the page, from the first round measuring both."""
+    for r in backend["rounds"]:
+        measured = r.get(variant, {})
+        noop = measured.get(CEILING_OPS[0], {}).get("c1_mean_ms")
+        page = measured.get(READ_PAGE, {}).get("c1_mean_ms")
+        if noop and page:
+            return noop, page
+    return None
+
+
 def _cpu(backend: dict[str, Any], variant: str, op: str) -> float | None:
-    """Median server CPU ms per call over the rounds."""
+    """Median server CPU ms per call over the rounds (the no-op's: the warmer of its two)."""
     values = [
-        r[variant][op]["server_cpu_ms_per_request"]
+        min(
+            r[variant][op]["server_cpu_ms_per_request"],
+            r[variant][op].get("cpu_end") or r[variant][op]["server_cpu_ms_per_request"],
+        )
         for r in backend["rounds"]
         if op in r.get(variant, {}) and r[variant][op]["server_cpu_ms_per_request"]
     ]
@@ -697,8 +739,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"of {results['rounds']} SQLite round(s) ({results.get('postgres_rounds', 1)} on "
         "PostgreSQL) with the variants in rotating order; the spread of `after` over rounds in "
         "brackets. % of no-op: the operation's req/s over the same server's Health/Check "
-        "req/s, measured just before and again just after its operations (their mean), per "
-        "round, then the median over rounds; by CPU: the no-op's server CPU per call "
+        "req/s, measured just before and again just after its operations (the higher of the "
+        "two: the first often comes from a server just started), per round, then the median "
+        "over rounds; by CPU: the no-op's server CPU per call "
         "over the operation's (the share that does not depend on how much of CPU 0 other "
         "processes took).",
         "",
@@ -715,14 +758,39 @@ def markdown(results: dict[str, Any]) -> str:
                 v: next((m for m in ms if m["op"] == READ_PAGE and m["concurrency"] == 1), None)
                 for v, ms in backend["writes"].items()
             }
+            noops = {
+                v: next(
+                    (
+                        m
+                        for m in ms
+                        if m["op"] == operations.HEALTH["name"] and m["concurrency"] == 1
+                    ),
+                    None,
+                )
+                for v, ms in backend["writes"].items()
+            }
             for v, m in page.items():
                 if m:
                     ratio = m["p50_ms"] / floor_m["p50_ms"]
                     verdict = "met" if ratio <= 3 else "**missed**"
+                    noop_m = noops.get(v)
                     out.append(
                         f"\n{name} {v}: {READ_PAGE} at c=1 p50 {m['p50_ms']} ms = "
                         f"{ratio:.1f}× the in-process SQL floor ({floor_m['p50_ms']} ms)"
                         + (f"; target ≤ 3×: {verdict}" if v == "after" else "")
+                        + (
+                            f" (the same Python client's no-op at c=1: p50 {noop_m['p50_ms']} ms)"
+                            if noop_m
+                            else ""
+                        )
+                    )
+                single = _single_call(backend, v)
+                if single is not None:
+                    noop_ms, page_ms = single
+                    out.append(
+                        f"\n{name} {v}: one call at a time through h2load (no Python client): "
+                        f"{READ_PAGE} mean {page_ms} ms = {page_ms / floor_m['p50_ms']:.1f}× "
+                        f"the floor; the no-op's mean {noop_ms} ms"
                     )
         out.append("")
     return "\n".join(out)
