@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,15 +16,18 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flowservice.client import RpcError
+from flowservice_server.app import start_server
+from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.sqlite_engine import prepare_sqlite
 from tests.postgres import admin
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Coroutine
+    from collections.abc import AsyncIterator, Awaitable, Coroutine
 
     import grpc
 
     from flowservice.v1 import flow_pb2
+    from flowservice_server.app import RunningServer
 
 T = TypeVar("T")
 
@@ -110,3 +116,46 @@ class WriteBlocker:
         (count,) = rows[0]
         assert isinstance(count, int)
         return count
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    url: str, *, memo_size: int | None = None, **database: Any
+) -> AsyncIterator[RunningServer]:
+    """A server on `url`, run in this test's own event loop (so that a `Heartbeat` sees
+    how long its work holds the loop), with `database` settings; stopped at the end."""
+    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=url, **database))
+    if memo_size is not None:
+        settings = dataclasses.replace(settings, response_memo_size=memo_size)
+    running = await start_server(settings)
+    try:
+        yield running
+    finally:
+        await running.stop(grace=None)
+
+
+class Heartbeat:
+    """Ticks every millisecond on the loop; `longest` is the longest the loop was held."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Heartbeat:
+        self._task = asyncio.create_task(self._beat())
+        await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _beat(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            self.longest = max(self.longest, now - last)
+            last = now

@@ -25,14 +25,11 @@ import sqlalchemy as sa
 from google.protobuf import json_format
 
 from flowservice.v1 import flow_service_pb2
-from flowservice_server.app import start_server
-from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.engine import DirectPlan, direct_read
 from flowservice_server.db.sqlite_engine import SqliteDatabase
 from flowservice_server.db.tables import flow
 from tests.factories import Seeder
-from tests.helpers import direct_engine
-from tests.test_inline_reads import _Heartbeat
+from tests.helpers import Heartbeat, direct_engine, serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -43,22 +40,6 @@ if TYPE_CHECKING:
 _READ_FLOWS = "/flowservice.v1.FlowService/ReadFlows"
 _TAGS = ("etl", "nightly", "ml", "reports", "critical")
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@contextlib.asynccontextmanager
-async def _serving(
-    url: str, memo_size: int = 10_000, **database: object
-) -> AsyncIterator[RunningServer]:
-    settings = Settings(
-        address="127.0.0.1:0",
-        database=DatabaseSettings(url=url, **database),  # type: ignore[arg-type]  # keyword settings
-        response_memo_size=memo_size,
-    )
-    running = await start_server(settings)
-    try:
-        yield running
-    finally:
-        await running.stop(grace=None)
 
 
 def _inline(running: RunningServer) -> InlineReader:
@@ -92,8 +73,8 @@ async def _both(
 ) -> AsyncIterator[tuple[RunningServer, _Pages, _Pages]]:
     """A server with pages inline (and `database`), one without, each with raw pages."""
     async with (
-        _serving(url, memo_size, **database) as direct,
-        _serving(url, memo_size, inline_pages=False) as threaded,
+        serving(url, memo_size=memo_size, **database) as direct,
+        serving(url, memo_size=memo_size, inline_pages=False) as threaded,
         grpc.aio.insecure_channel(f"127.0.0.1:{direct.port}") as one,
         grpc.aio.insecure_channel(f"127.0.0.1:{threaded.port}") as other,
     ):
@@ -257,7 +238,7 @@ async def test_a_slow_page_shape_is_stopped_at_its_budget_answered_and_demoted(
     async with _both(any_backend_url, inline_read_budget=budget) as (direct, pages, threaded):
         inline = _inline(direct)
         expected = await threaded.read(slow)
-        async with _Heartbeat() as heartbeat:
+        async with Heartbeat() as heartbeat:
             started = time.monotonic()
             answer = await pages.read(slow)
             took = time.monotonic() - started
@@ -271,7 +252,7 @@ async def test_a_slow_page_shape_is_stopped_at_its_budget_answered_and_demoted(
         assert inline.demoted_shapes() == 1
         # Demoted: the same shape (other values) goes straight to a worker thread.
         other = {**slow, "flows": {"name": {"like": "nor-this"}}}
-        async with _Heartbeat() as heartbeat:
+        async with Heartbeat() as heartbeat:
             started = time.monotonic()
             assert await pages.read(other) == await threaded.read(other)
             took = time.monotonic() - started
@@ -308,7 +289,7 @@ async def test_a_locked_database_hands_the_page_to_a_worker_thread(any_backend_u
     path = any_backend_url.removeprefix("sqlite+aiosqlite:///")
     _add_flows(any_backend_url, 20)
     async with (
-        _serving(any_backend_url) as running,
+        serving(any_backend_url) as running,
         grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
     ):
         inline = _inline(running)
@@ -326,7 +307,7 @@ async def test_a_locked_database_hands_the_page_to_a_worker_thread(any_backend_u
             holder.execute("BEGIN EXCLUSIVE")
             holder.execute("UPDATE flow SET tags = '[\"held\"]' WHERE name LIKE 'flow-%'")
             read = asyncio.create_task(pages.read({"include_total_size": True}))
-            async with _Heartbeat() as heartbeat:
+            async with Heartbeat() as heartbeat:
                 await asyncio.sleep(0.3)
             assert not read.done()  # a worker thread waits for the lock: the loop does not
             assert heartbeat.longest < 0.1
@@ -357,7 +338,7 @@ async def test_a_plan_whose_rows_sqlalchemy_converts_runs_in_a_worker_thread(
     any_backend_url: str,
 ) -> None:
     _add_flows(any_backend_url, 3)
-    async with _serving(any_backend_url) as running:
+    async with serving(any_backend_url) as running:
         inline = _inline(running)
         rows = await running.database.read(_created_times, 30)
         assert [row[0] for row in rows] == [_T0] * 3  # the three share one instant

@@ -7,7 +7,6 @@ sees exactly how long any inline read held it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import time
 from typing import TYPE_CHECKING
@@ -15,14 +14,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from flowservice.client import FlowClient
-from flowservice_server.app import start_server
-from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.engine import short_read
 from flowservice_server.db.sqlite_engine import SqliteDatabase
+from tests.helpers import Heartbeat, serving
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     import sqlalchemy as sa
 
     from flowservice_server.app import RunningServer
@@ -42,16 +38,6 @@ def _slow_count(connection: sa.Connection) -> int:
     return int(connection.exec_driver_sql(statement).scalar_one())
 
 
-@contextlib.asynccontextmanager
-async def _serving(url: str, **database: object) -> AsyncIterator[RunningServer]:
-    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=url, **database))  # type: ignore[arg-type]  # keyword settings
-    running = await start_server(settings)
-    try:
-        yield running
-    finally:
-        await running.stop(grace=None)
-
-
 def _inline(running: RunningServer) -> InlineReader:
     database = running.database
     assert isinstance(database, SqliteDatabase)
@@ -59,35 +45,8 @@ def _inline(running: RunningServer) -> InlineReader:
     return database.inline
 
 
-class _Heartbeat:
-    """Ticks every millisecond on the loop; `longest` is the longest the loop was held."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Heartbeat:
-        self._task = asyncio.create_task(self._beat())
-        await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _beat(self) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.001)
-            now = time.monotonic()
-            self.longest = max(self.longest, now - last)
-            last = now
-
-
 async def test_short_reads_run_on_the_loop_and_answer_as_before(any_backend_url: str) -> None:
-    async with _serving(any_backend_url) as running:
+    async with serving(any_backend_url) as running:
         inline = _inline(running)
         async with FlowClient(f"127.0.0.1:{running.port}", timeout=30) as client:
             flow, created = await client.create_flow("inline", tags=["a"], labels={"k": 1})
@@ -106,7 +65,7 @@ async def test_short_reads_run_on_the_loop_and_answer_as_before(any_backend_url:
 async def test_without_inline_reads_every_read_goes_to_a_worker_thread(
     any_backend_url: str,
 ) -> None:
-    async with _serving(any_backend_url, inline_reads=False) as running:
+    async with serving(any_backend_url, inline_reads=False) as running:
         database = running.database
         assert isinstance(database, SqliteDatabase)
         assert database.inline is None
@@ -118,9 +77,9 @@ async def test_without_inline_reads_every_read_goes_to_a_worker_thread(
 
 async def test_a_slow_shape_is_stopped_at_its_budget_then_demoted(any_backend_url: str) -> None:
     budget = 0.005
-    async with _serving(any_backend_url, inline_read_budget=budget) as running:
+    async with serving(any_backend_url, inline_read_budget=budget) as running:
         inline = _inline(running)
-        async with _Heartbeat() as heartbeat:
+        async with Heartbeat() as heartbeat:
             started = time.monotonic()
             assert await running.database.read(_slow_count, 60) == _SLOW_ROWS
             took = time.monotonic() - started
@@ -132,7 +91,7 @@ async def test_a_slow_shape_is_stopped_at_its_budget_then_demoted(any_backend_ur
         assert inline.outcomes["over_budget"] == 1
         assert inline.demoted("deliberately slow")
         # Demoted: the next call goes straight to a worker thread.
-        async with _Heartbeat() as heartbeat:
+        async with Heartbeat() as heartbeat:
             started = time.monotonic()
             assert await running.database.read(_slow_count, 60) == _SLOW_ROWS
             took = time.monotonic() - started
@@ -147,7 +106,7 @@ async def test_a_slow_shape_is_stopped_at_its_budget_then_demoted(any_backend_ur
 
 async def test_the_deadline_stops_an_inline_read(any_backend_url: str) -> None:
     # A budget longer than the deadline: the deadline is what stops the read.
-    async with _serving(any_backend_url, inline_read_budget=10.0) as running:
+    async with serving(any_backend_url, inline_read_budget=10.0) as running:
         inline = _inline(running)
         started = time.monotonic()
         with pytest.raises(TimeoutError):
@@ -161,7 +120,7 @@ async def test_a_locked_database_hands_the_read_to_a_worker_thread(any_backend_u
     path = any_backend_url.removeprefix("sqlite+aiosqlite:///")
     # Writes in worker threads: an inline writer's open connection would keep
     # the file out of exclusive locking mode, as the pool's connections would.
-    async with _serving(any_backend_url, inline_writes=False) as running:
+    async with serving(any_backend_url, inline_writes=False) as running:
         inline = _inline(running)
         async with FlowClient(f"127.0.0.1:{running.port}", timeout=30) as client:
             flow, _ = await client.create_flow("locked")
@@ -177,7 +136,7 @@ async def test_a_locked_database_hands_the_read_to_a_worker_thread(any_backend_u
                 holder.execute("BEGIN EXCLUSIVE")
                 holder.execute("UPDATE flow SET tags = '[\"held\"]' WHERE name = 'locked'")
                 read = asyncio.create_task(client.read_flow(flow.id))
-                async with _Heartbeat() as heartbeat:
+                async with Heartbeat() as heartbeat:
                     await asyncio.sleep(0.3)
                 assert not read.done()  # a worker thread waits for the lock: the loop does not
                 assert heartbeat.longest < 0.1

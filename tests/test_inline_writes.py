@@ -23,33 +23,19 @@ from sqlalchemy import exc as sa_exc
 
 from flowservice.client import FlowClient
 from flowservice.errors import RpcError
-from flowservice_server.app import start_server
-from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db import sqlite_inline_writes, tables
 from flowservice_server.db.engine import short_write
 from flowservice_server.db.sqlite_engine import SqliteDatabase
 from flowservice_server.models import flows
-from tests.helpers import expect_error
+from tests.helpers import Heartbeat, expect_error, serving
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from flowservice.v1 import flow_pb2
     from flowservice_server.app import RunningServer
     from flowservice_server.db.sqlite_inline_writes import InlineWriter
 
 #: Runs of the flow whose delete cascades: far more VM instructions than any budget allows.
 _MANY_RUNS = 20_000
-
-
-@contextlib.asynccontextmanager
-async def _serving(url: str, **database: object) -> AsyncIterator[RunningServer]:
-    settings = Settings(address="127.0.0.1:0", database=DatabaseSettings(url=url, **database))  # type: ignore[arg-type]  # keyword settings
-    running = await start_server(settings)
-    try:
-        yield running
-    finally:
-        await running.stop(grace=None)
 
 
 def _writer(running: RunningServer) -> InlineWriter:
@@ -106,39 +92,12 @@ def _without_updated(flow: flow_pb2.Flow) -> bytes:
     return copy.SerializeToString(deterministic=True)
 
 
-class _Heartbeat:
-    """Ticks every millisecond on the loop; `longest` is the longest the loop was held."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Heartbeat:
-        self._task = asyncio.create_task(self._beat())
-        await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _beat(self) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.001)
-            now = time.monotonic()
-            self.longest = max(self.longest, now - last)
-            last = now
-
-
 async def test_writes_answer_the_same_on_the_loop_and_in_threads(any_backend_url: str) -> None:
     """One file, two servers: inline writes on and off; the change feed records both."""
     path = _path(any_backend_url)
     async with (
-        _serving(any_backend_url) as inline,
-        _serving(any_backend_url, inline_writes=False) as threaded,
+        serving(any_backend_url) as inline,
+        serving(any_backend_url, inline_writes=False) as threaded,
         _client(inline) as on,
         _client(threaded) as off,
     ):
@@ -219,7 +178,7 @@ async def test_a_write_lock_held_elsewhere_hands_the_write_to_a_worker_thread(
 ) -> None:
     """Another process's (here: connection's) BEGIN IMMEDIATE: the loop never waits for it."""
     path = _path(any_backend_url)
-    async with _serving(any_backend_url) as running, _client(running) as client:
+    async with serving(any_backend_url) as running, _client(running) as client:
         writer = _writer(running)
         flow, _ = await client.create_flow("held")
         holder = sqlite3.connect(path, isolation_level=None)
@@ -227,7 +186,7 @@ async def test_a_write_lock_held_elsewhere_hands_the_write_to_a_worker_thread(
             holder.execute("BEGIN IMMEDIATE")
             holder.execute("UPDATE flow SET tags = '[\"held\"]' WHERE id = ?", (flow.id,))
             update = asyncio.create_task(client.update_flow(flow.id, tags=["after"]))
-            async with _Heartbeat() as heartbeat:
+            async with Heartbeat() as heartbeat:
                 await asyncio.sleep(0.3)
             assert not update.done()  # a worker thread waits for the lock: the loop does not
             assert heartbeat.longest < 0.1, heartbeat.longest
@@ -250,7 +209,7 @@ async def test_a_cascading_delete_is_stopped_at_its_budget_rerun_in_a_thread_and
     budget = 0.002
     path = _path(any_backend_url)
     async with (
-        _serving(any_backend_url, inline_write_budget=budget) as running,
+        serving(any_backend_url, inline_write_budget=budget) as running,
         _client(running) as client,
     ):
         writer = _writer(running)
@@ -260,7 +219,7 @@ async def test_a_cascading_delete_is_stopped_at_its_budget_rerun_in_a_thread_and
         _add_runs(path, next_one.id, _MANY_RUNS)
         count_runs = "SELECT count(*) FROM flow_run WHERE flow_id = ?"
         assert _query(path, count_runs, doomed.id) == [(_MANY_RUNS,)]
-        async with _Heartbeat() as heartbeat:
+        async with Heartbeat() as heartbeat:
             started = time.monotonic()
             await client.delete_flow(doomed.id)
             took = time.monotonic() - started
@@ -274,7 +233,7 @@ async def test_a_cascading_delete_is_stopped_at_its_budget_rerun_in_a_thread_and
         assert _query(path, count_runs, doomed.id) == [(0,)]
         await expect_error(client.read_flow(doomed.id), grpc.StatusCode.NOT_FOUND)
         # Demoted: the next delete goes straight to a worker thread.
-        async with _Heartbeat() as heartbeat:
+        async with Heartbeat() as heartbeat:
             started = time.monotonic()
             await client.delete_flow(next_one.id)
             took = time.monotonic() - started
@@ -294,13 +253,13 @@ async def test_the_deadline_stops_an_inline_write_and_nothing_is_committed(
     # A budget longer than the deadline: the deadline is what stops the write.
     path = _path(any_backend_url)
     async with (
-        _serving(any_backend_url, inline_write_budget=10.0) as running,
+        serving(any_backend_url, inline_write_budget=10.0) as running,
         _client(running) as client,
     ):
         writer = _writer(running)
         doomed, _ = await client.create_flow("doomed")
         _add_runs(path, doomed.id, _MANY_RUNS)
-        async with _Heartbeat() as heartbeat:
+        async with Heartbeat() as heartbeat:
             with pytest.raises(RpcError) as raised:
                 await client.delete_flow(doomed.id, timeout=0.02)
         assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -323,7 +282,7 @@ def _update_then_dawdle(connection: sa.Connection, flow_id: uuid.UUID, seconds: 
 async def test_a_write_past_its_deadline_is_rolled_back_not_committed(any_backend_url: str) -> None:
     path = _path(any_backend_url)
     async with (
-        _serving(any_backend_url, inline_write_budget=10.0) as running,
+        serving(any_backend_url, inline_write_budget=10.0) as running,
         _client(running) as client,
     ):
         writer = _writer(running)
@@ -343,7 +302,7 @@ async def test_inline_writes_keep_the_wal_bounded(any_backend_url: str) -> None:
     """The loop's connection never checkpoints; the WAL still does not grow without bound."""
     wal = Path(_path(any_backend_url) + "-wal")
     every = sqlite_inline_writes.CHECKPOINT_EVERY
-    async with _serving(any_backend_url) as running, _client(running) as client:
+    async with serving(any_backend_url) as running, _client(running) as client:
         writer = _writer(running)
         flow, _ = await client.create_flow("busy")
         for n in range(every - 2):
@@ -360,7 +319,7 @@ async def test_inline_writes_keep_the_wal_bounded(any_backend_url: str) -> None:
 
 async def test_sixteen_clients_writing_at_once(any_backend_url: str) -> None:
     rounds = 20
-    async with _serving(any_backend_url) as running, contextlib.AsyncExitStack() as stack:
+    async with serving(any_backend_url) as running, contextlib.AsyncExitStack() as stack:
         writer = _writer(running)
         clients = [await stack.enter_async_context(_client(running)) for _ in range(16)]
 
@@ -394,7 +353,7 @@ async def test_a_file_locked_when_the_writer_first_connects_sends_the_write_to_a
     setup.execute("INSERT INTO flow (name, tags) VALUES ('locked', '[]')")
     (flow_id,) = setup.execute("SELECT id FROM flow").fetchone()
     setup.close()
-    async with _serving(any_backend_url, inline_reads=False) as running, _client(running) as client:
+    async with serving(any_backend_url, inline_reads=False) as running, _client(running) as client:
         writer = _writer(running)
         database = running.database
         assert isinstance(database, SqliteDatabase)
@@ -406,7 +365,7 @@ async def test_a_file_locked_when_the_writer_first_connects_sends_the_write_to_a
             holder.execute("BEGIN EXCLUSIVE")
             holder.execute("UPDATE flow SET tags = '[\"held\"]'")
             update = asyncio.create_task(client.update_flow(flow_id, tags=["after"]))
-            async with _Heartbeat() as heartbeat:
+            async with Heartbeat() as heartbeat:
                 await asyncio.sleep(0.3)
             assert not update.done()
             assert heartbeat.longest < 0.1, heartbeat.longest
@@ -433,7 +392,7 @@ async def test_a_write_failing_otherwise_is_rerun_in_a_thread_and_fails_as_there
 ) -> None:
     """A constraint violation is reported by a worker thread, as SQLAlchemy reports it."""
     path = _path(any_backend_url)
-    async with _serving(any_backend_url) as running, _client(running) as client:
+    async with serving(any_backend_url) as running, _client(running) as client:
         writer = _writer(running)
         flow, _ = await client.create_flow("taken", tags=["kept"])
         failing = partial(_update_then_duplicate, flow_id=uuid.UUID(flow.id), name="taken")

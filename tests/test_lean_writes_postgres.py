@@ -9,11 +9,10 @@ sent, and the same answers as the usual write path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 import grpc
@@ -21,17 +20,13 @@ import pytest
 import sqlalchemy as sa
 
 from flowservice.client import FlowClient, RpcError
-from flowservice_server.app import start_server
-from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.postgres_engine import PostgresDatabase
 from flowservice_server.models import flows
 from tests.conftest import through_pgbouncer
-from tests.helpers import run_sync
+from tests.helpers import run_sync, serving
 from tests.postgres import admin
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from flowservice_server.app import RunningServer
     from flowservice_server.db.postgres_writes import LeanWrites
     from tests.pg_cluster import PgBouncer
@@ -39,16 +34,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.postgresql
 
 NO_RETRIES = [("grpc.enable_retries", 0)]
-
-
-@contextlib.asynccontextmanager
-async def _serving(url: str, **database: Any) -> AsyncIterator[RunningServer]:
-    settings = DatabaseSettings(url=url, **{"lean_writes": True, **database})
-    running = await start_server(Settings(address="127.0.0.1:0", database=settings))
-    try:
-        yield running
-    finally:
-        await running.stop(grace=None)
 
 
 def _lean(running: RunningServer) -> LeanWrites:
@@ -86,7 +71,7 @@ def _milliseconds(setting: str) -> float:
 async def test_a_write_is_one_transaction_bounded_by_the_time_left(
     scratch_postgres: str,
 ) -> None:
-    async with _serving(scratch_postgres) as running:
+    async with serving(scratch_postgres) as running:
         before = _lean(running).outcomes["written"]
         timeout, first, second = await running.database.write(_transaction_facts, 20)
         assert first == second  # both statements in one transaction
@@ -106,7 +91,7 @@ async def test_a_write_past_its_deadline_is_rolled_back_and_one_cancelled_too(
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
     database = _database_name(scratch_postgres)
-    async with _serving(scratch_postgres) as running, _client(running) as client:
+    async with serving(scratch_postgres) as running, _client(running) as client:
         late = partial(_create_then_dawdle, name="too-late", seconds=0.4)
         with pytest.raises(TimeoutError):
             await running.database.write(late, 0.2)
@@ -142,8 +127,8 @@ async def test_lean_writes_answer_as_the_usual_path_and_feed_the_change_table(
     scratch_postgres: str,
 ) -> None:
     async with (
-        _serving(scratch_postgres) as lean,
-        _serving(scratch_postgres, lean_writes=False) as usual,
+        serving(scratch_postgres) as lean,
+        serving(scratch_postgres, lean_writes=False) as usual,
     ):
         assert isinstance(usual.database, PostgresDatabase)
         assert usual.database.lean_writes is None
@@ -189,7 +174,7 @@ async def test_a_connection_killed_between_writes_is_replaced_before_the_write(
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
     database = _database_name(scratch_postgres)
-    async with _serving(scratch_postgres, pool_size=4) as running, _client(running) as client:
+    async with serving(scratch_postgres, pool_size=4) as running, _client(running) as client:
         lean = _lean(running)
         flow, _ = await client.create_flow("rewritten")
         await asyncio.gather(*(client.update_flow(flow.id, tags=[str(n)]) for n in range(6)))
@@ -211,7 +196,7 @@ async def test_lean_writes_run_behind_pgbouncer(
 ) -> None:
     url = through_pgbouncer(pgbouncer, scratch_postgres)
     async with (
-        _serving(url, pooler="pgbouncer", pool_size=6) as running,
+        serving(url, pooler="pgbouncer", pool_size=6) as running,
         _client(running) as client,
     ):
 

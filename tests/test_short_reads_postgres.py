@@ -9,7 +9,6 @@ blocked query cancelled at the deadline, and PgBouncer in between.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from functools import partial
@@ -24,22 +23,19 @@ from google.protobuf import json_format
 
 from flowservice.client import FlowClient, RpcError
 from flowservice.v1 import flow_service_pb2 as pb
-from flowservice_server.app import start_server
-from flowservice_server.config import DatabaseSettings, Settings
+from flowservice_server.config import DatabaseSettings
 from flowservice_server.db.engine import short_read
 from flowservice_server.db.postgres_direct import pool_arguments
 from flowservice_server.db.postgres_engine import PostgresDatabase
 from flowservice_server.models import flows
 from tests.conftest import through_pgbouncer
 from tests.factories import Seeder
-from tests.helpers import direct_engine, expect_error, run_sync
+from tests.helpers import direct_engine, expect_error, run_sync, serving
 from tests.pg_cluster import PostgresCluster, missing_postgres_reason, scratch_directory
 from tests.postgres import admin
 from tests.test_inline_pages import PAGE_SHAPES
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from google.protobuf.message import Message
 
     from flowservice_server.app import RunningServer
@@ -63,25 +59,11 @@ def _statement_timeout(connection: sa.Connection) -> str:
 NO_RETRIES = [("grpc.enable_retries", 0)]
 
 
-@contextlib.asynccontextmanager
-async def _serving(url: str, memo: int = 10_000, **database: Any) -> AsyncIterator[RunningServer]:
-    settings = Settings(
-        address="127.0.0.1:0",
-        response_memo_size=memo,
-        database=DatabaseSettings(url=url, **database),
-    )
-    running = await start_server(settings)
-    try:
-        yield running
-    finally:
-        await running.stop(grace=None)
-
-
 @pytest.mark.parametrize("inline_reads", [True, False])
 async def test_short_reads_answer_alike_on_either_path(
     postgres_database: str, inline_reads: bool
 ) -> None:
-    async with _serving(postgres_database, inline_reads=inline_reads) as running:
+    async with serving(postgres_database, inline_reads=inline_reads) as running:
         assert isinstance(running.database, PostgresDatabase)
         async with FlowClient(f"127.0.0.1:{running.port}", timeout=30) as client:
             before = await client.count_flows()  # the session's database is shared
@@ -97,7 +79,7 @@ async def test_short_reads_answer_alike_on_either_path(
 
 
 async def test_the_deadline_cancels_a_short_read(postgres_database: str) -> None:
-    async with _serving(postgres_database, inline_reads=True) as running:
+    async with serving(postgres_database, inline_reads=True) as running:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             await running.database.read(_sleep_then_one, 0.2)
@@ -155,8 +137,8 @@ async def test_every_short_read_answers_the_same_bytes_with_the_direct_path_off(
 ) -> None:
     """With the memo, and without it (the rows converted one by one)."""
     async with (
-        _serving(scratch_postgres, memo=memo) as direct,
-        _serving(scratch_postgres, memo=memo, direct_reads=False) as plain,
+        serving(scratch_postgres, memo_size=memo) as direct,
+        serving(scratch_postgres, memo_size=memo, direct_reads=False) as plain,
     ):
         assert isinstance(plain.database, PostgresDatabase)
         assert plain.database.direct_reads is None
@@ -226,7 +208,7 @@ async def test_a_connection_killed_server_side_is_replaced_and_the_read_answered
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
     name = _database_name(scratch_postgres)
-    async with _serving(scratch_postgres, pool_size=4) as running:
+    async with serving(scratch_postgres, pool_size=4) as running:
         direct = _direct(running)
         async with FlowClient(
             f"127.0.0.1:{running.port}", timeout=30, options=NO_RETRIES
@@ -262,8 +244,8 @@ async def test_a_stopped_postgresql_is_unavailable_then_serves_again() -> None:
             await admin(cluster.url(), 'CREATE DATABASE "flowservice"')
             url = cluster.url("flowservice")
             async with (
-                _serving(url, pool_size=2, pool_timeout=2, lean_writes=True) as direct,
-                _serving(url, pool_size=2, pool_timeout=2, direct_reads=False) as plain,
+                serving(url, pool_size=2, pool_timeout=2, lean_writes=True) as direct,
+                serving(url, pool_size=2, pool_timeout=2, direct_reads=False) as plain,
             ):
                 async with FlowClient(f"127.0.0.1:{direct.port}", timeout=10) as client:
                     flow, _ = await client.create_flow("outage")
@@ -320,7 +302,7 @@ async def test_a_blocked_direct_read_ends_at_its_deadline_and_its_query_is_cance
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
     name = _database_name(scratch_postgres)
-    async with _serving(scratch_postgres) as running:
+    async with serving(scratch_postgres) as running:
         outcomes = _direct(running).outcomes
         async with FlowClient(
             f"127.0.0.1:{running.port}", timeout=30, options=NO_RETRIES
@@ -368,7 +350,7 @@ async def test_no_free_connection_within_the_pool_timeout_is_unavailable(
     after the pool timeout as the SQLAlchemy pool does, UNAVAILABLE, on either path."""
     name = _database_name(scratch_postgres)
     settings: dict[str, Any] = {"pool_size": 1, "pool_timeout": 0.3, "direct_reads": direct_reads}
-    async with _serving(scratch_postgres, **settings) as running, _client(running) as client:
+    async with serving(scratch_postgres, **settings) as running, _client(running) as client:
         flow, _ = await client.create_flow("crowded")
         locker = await asyncpg.connect(_plain_dsn(scratch_postgres))
         try:
@@ -395,7 +377,7 @@ async def test_direct_reads_run_behind_pgbouncer(
     scratch_postgres: str, pgbouncer: PgBouncer
 ) -> None:
     url = through_pgbouncer(pgbouncer, scratch_postgres)
-    async with _serving(url, pooler="pgbouncer", pool_size=6) as running:
+    async with serving(url, pooler="pgbouncer", pool_size=6) as running:
         direct = _direct(running)
         async with FlowClient(
             f"127.0.0.1:{running.port}", timeout=30, options=NO_RETRIES
@@ -423,8 +405,8 @@ async def test_every_page_shape_answers_the_same_bytes_with_direct_pages_off(
 ) -> None:
     """A page without its total runs on asyncpg; with it, in SQLAlchemy's snapshot."""
     async with (
-        _serving(scratch_postgres) as direct,
-        _serving(scratch_postgres, inline_pages=False) as plain,
+        serving(scratch_postgres) as direct,
+        serving(scratch_postgres, inline_pages=False) as plain,
     ):
         async with FlowClient(f"127.0.0.1:{plain.port}", timeout=30) as client:
             created = await client.batch_create_flows(

@@ -61,6 +61,19 @@ class CompiledShapes:
         return compiled
 
 
+def compile_fixed(
+    statement: sa.Select[Any], dialect: Dialect
+) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+    """A statement of one fixed shape (a short read's module constant), compiled once:
+    its SQL, its parameters' names in positional order, and each one's bind processor."""
+    compiled = statement.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    processors = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    return compiled.string, names, processors
+
+
 def bound(
     compiled: SQLCompiler, cache_key: Any, values: Mapping[str, Any]
 ) -> tuple[str, tuple[Any, ...]]:

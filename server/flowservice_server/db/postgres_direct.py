@@ -40,7 +40,7 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from flowservice_server.db.driver_sql import CompiledShapes, bound
+from flowservice_server.db.driver_sql import CompiledShapes, bound, compile_fixed
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -139,26 +139,14 @@ class DirectReads:
     def _bind(self, statement: sa.Select[Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
         compiled = self._compiled.get(id(statement))
         if compiled is None:
-            compiled = self._compiled[id(statement)] = self._compile(statement)
+            sql, names, processors = compile_fixed(statement, self._dialect)
+            compiled = self._compiled[id(statement)] = (sql, names, processors, statement)
         sql, names, processors, _ = compiled
         parameters = [
             values[name] if process is None else process(values[name])
             for name, process in zip(names, processors, strict=True)
         ]
         return sql, parameters
-
-    def _compile(
-        self, statement: sa.Select[Any]
-    ) -> tuple[str, tuple[str, ...], tuple[Any, ...], object]:
-        """Once per statement (they are module constants: a handful in all)."""
-        dialect = self._dialect
-        compiled = statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ())
-        processors = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in names
-        )
-        return compiled.string, names, processors, statement
 
     async def _fetch(self, sql: str, parameters: list[Any]) -> list[Any]:
         pool = self._pool or await self._open()

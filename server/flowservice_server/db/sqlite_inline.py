@@ -8,7 +8,7 @@ marked `short_read` run here, on the loop's thread, with this module's own
 connection, and so do those marked `direct_read` (a page): their statements run
 on the sqlite3 driver, compiled once per SQLAlchemy cache key. Under three bounds:
 
-* a progress handler, called every `_STEP_OPCODES` SQLite VM instructions,
+* a progress handler, called every `STEP_OPCODES` SQLite VM instructions,
   interrupts the statement once the run's budget (`inline_read_budget`) or the
   call's deadline has passed: the loop is held for at most about the budget.
   The budget counts this thread's CPU time (`time.thread_time`), so that a
@@ -43,7 +43,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from flowservice_server.db import dialect
-from flowservice_server.db.driver_sql import CompiledShapes, bound
+from flowservice_server.db.driver_sql import CompiledShapes, bound, compile_fixed
 from flowservice_server.db.engine import short_read_direct
 
 if TYPE_CHECKING:
@@ -55,9 +55,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: VM instructions between two calls of the progress handler; a one-row
-#: lookup takes fewer, so it never pays for the handler.
-_STEP_OPCODES = 1_000
+#: VM instructions between two calls of the progress handler (inline reads and
+#: writes): a one-row lookup takes fewer, a one-row write with its triggers a
+#: few hundred, so they rarely pay for the handler.
+STEP_OPCODES = 1_000
 #: How long a shape that ran past its budget goes to worker threads.
 DEMOTION_SECONDS = 60.0
 #: Shapes remembered as slow or demoted.
@@ -196,7 +197,7 @@ class InlineReader:
             if self._stopped_for_deadline:
                 self.outcomes["deadline"] += 1
                 raise TimeoutError from error
-            if self._steps > 0 and _interrupted(error):
+            if self._steps > 0 and interrupted(error):
                 self._demote(shape)
                 self.outcomes["over_budget"] += 1
                 return NotRun.OVER_BUDGET
@@ -248,7 +249,7 @@ class InlineReader:
         """
         compiled = self._compiled.get(shape)
         if compiled is None:
-            compiled = self._compile(statement)
+            compiled = compile_fixed(statement, self._engine.dialect)
             self._compiled[shape] = compiled
         sql, names, processors = compiled
         parameters = tuple(
@@ -269,13 +270,6 @@ class InlineReader:
         if len(rows) > 1:
             raise sa_exc.MultipleResultsFound("more than one row where one or none was required")
         return rows[0] if rows else None
-
-    def _compile(self, statement: sa.Select[Any]) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
-        dialect = self._engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ())
-        processors = tuple(compiled.binds[name].type.bind_processor(dialect) for name in names)
-        return compiled.string, names, processors
 
     def _demote(self, shape: Hashable) -> None:
         now = time.monotonic()
@@ -301,7 +295,7 @@ class InlineReader:
         connection = self._engine.connect()
         driver = connection.connection.driver_connection
         assert driver is not None
-        driver.set_progress_handler(self._progress, _STEP_OPCODES)
+        driver.set_progress_handler(self._progress, STEP_OPCODES)
         self._connection = connection
         return connection
 
@@ -314,5 +308,5 @@ class InlineReader:
         return 1 if time.thread_time() >= self._stop_at else 0
 
 
-def _interrupted(error: sa_exc.OperationalError) -> bool:
+def interrupted(error: sa_exc.OperationalError) -> bool:
     return "interrupted" in str(getattr(error, "orig", error))

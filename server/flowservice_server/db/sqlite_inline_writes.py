@@ -7,7 +7,7 @@ module's own connection, while the caller holds the in-process write lock
 (one writer at a time in the process, as for every write), under the bounds
 of inline reads (`db.sqlite_inline`):
 
-* a progress handler, called every `_STEP_OPCODES` VM instructions,
+* a progress handler, called every `STEP_OPCODES` VM instructions,
   interrupts the statement once the run's CPU budget (`inline_write_budget`,
   less the first compile of a statement) or the call's deadline has passed;
   the transaction is rolled back. Stopped at the budget, the write is rerun
@@ -53,17 +53,13 @@ from sqlalchemy.pool import StaticPool
 
 from flowservice_server.db import dialect
 from flowservice_server.db.sqlite_direct import DriverConnection, DriverError
+from flowservice_server.db.sqlite_inline import DEMOTION_SECONDS, STEP_OPCODES, interrupted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 T = TypeVar("T")
 
-#: VM instructions between two calls of the progress handler; a one-row write
-#: with its triggers takes a few hundred, so it rarely pays for the handler.
-_STEP_OPCODES = 1_000
-#: How long a shape that ran past its budget goes to worker threads.
-DEMOTION_SECONDS = 60.0
 #: Inline commits between two checkpoints: a one-row write adds a handful of
 #: pages to the WAL, so about SQLite's own default of 1,000 pages.
 CHECKPOINT_EVERY = 250
@@ -183,7 +179,7 @@ class InlineWriter:
             if self._stopped_for_deadline:
                 self.outcomes["deadline"] += 1
                 raise TimeoutError from error
-            if self._steps > 0 and _interrupted(error):
+            if self._steps > 0 and interrupted(error):
                 self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
                 self.outcomes["over_budget"] += 1
                 return NotWritten.OVER_BUDGET
@@ -222,7 +218,7 @@ class InlineWriter:
             raise sa_exc.OperationalError("connect", (), error) from error
         driver = self._raw.driver_connection
         assert driver is not None
-        driver.set_progress_handler(self._progress, _STEP_OPCODES)
+        driver.set_progress_handler(self._progress, STEP_OPCODES)
         self._connection = DriverConnection(driver, self._engine.dialect)
         return self._connection
 
@@ -246,7 +242,3 @@ def _commit(driver: sqlite3.Connection) -> None:
         driver.commit()
     except sqlite3.OperationalError as error:
         raise sa_exc.OperationalError("COMMIT", (), error) from error
-
-
-def _interrupted(error: sa_exc.OperationalError) -> bool:
-    return "interrupted" in str(getattr(error, "orig", error))
