@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.compiler import SQLCompiler
 
 if TYPE_CHECKING:
@@ -61,17 +62,47 @@ class CompiledShapes:
         return compiled
 
 
-def compile_fixed(
-    statement: sa.Select[Any], dialect: Dialect
-) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
-    """A statement of one fixed shape (a short read's module constant), compiled once:
-    its SQL, its parameters' names in positional order, and each one's bind processor."""
-    compiled = statement.compile(dialect=dialect)
-    names = tuple(compiled.positiontup or ())
-    processors = tuple(
-        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-    )
-    return compiled.string, names, processors
+class FixedStatements:
+    """Statements of one fixed shape each (the short reads' module constants), compiled
+    once per statement: the SQL, and per call its positional parameters."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        #: By statement identity; each entry keeps its statement alive, so that no
+        #: other takes its id: the SQL, parameter names and their bind processors.
+        self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[Any, ...], object]] = {}
+
+    def bind(
+        self, statement: sa.Select[Any], values: Mapping[str, Any]
+    ) -> tuple[str, tuple[Any, ...]]:
+        compiled = self._compiled.get(id(statement))
+        if compiled is None:
+            compiled = self._compiled[id(statement)] = (*self._compile(statement), statement)
+        sql, names, processors, _ = compiled
+        return sql, tuple(
+            values[name] if process is None else process(values[name])
+            for name, process in zip(names, processors, strict=True)
+        )
+
+    def _compile(self, statement: sa.Select[Any]) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+        dialect = self._dialect
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        processors = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        )
+        return compiled.string, names, processors
+
+
+def answer_of(rows: Sequence[Any], answer: str) -> Any:
+    """A short read's answer from its rows, as `engine.short_read` defines it: "count", the
+    first column of the one row as an int; "row", the one row or None."""
+    if answer == "count":
+        return int(rows[0][0])
+    if len(rows) > 1:
+        raise sa_exc.MultipleResultsFound("more than one row where one or none was required")
+    return rows[0] if rows else None
 
 
 def bound(

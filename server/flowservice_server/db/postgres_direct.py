@@ -40,7 +40,7 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from flowservice_server.db.driver_sql import CompiledShapes, bound, compile_fixed
+from flowservice_server.db.driver_sql import CompiledShapes, FixedStatements, answer_of, bound
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -93,9 +93,8 @@ class DirectReads:
         self._pool: asyncpg.Pool | None = None
         self._closed = False
         self._opening = asyncio.Lock()
-        #: Per statement (by identity; each entry keeps its statement alive, so
-        #: that no other takes its id): its SQL, parameter names and bind processors.
-        self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[Any, ...], object]] = {}
+        #: Short reads' statements, compiled once each.
+        self._fixed = FixedStatements(dialect)
         #: Planned reads' statements (pages), compiled by SQLAlchemy cache key.
         self._shapes = CompiledShapes(dialect)
         #: "direct": short reads answered; "plan": planned reads answered;
@@ -107,14 +106,10 @@ class DirectReads:
 
         The caller bounds it by the call's deadline (`cancel_after`).
         """
-        sql, parameters = self._bind(statement, values)
-        rows = await self._fetch(sql, parameters)
+        sql, parameters = self._fixed.bind(statement, values)
+        rows = await self._fetch(sql, list(parameters))
         self.outcomes["direct"] += 1
-        if answer == "count":
-            return int(rows[0][0])
-        if len(rows) > 1:
-            raise sa_exc.MultipleResultsFound("more than one row where one or none was required")
-        return rows[0] if rows else None
+        return answer_of(rows, answer)
 
     async def read_plan(self, plan: DirectPlan) -> Any:
         """A planned read of one statement (a ReadFlows page without its total): its answer,
@@ -135,18 +130,6 @@ class DirectReads:
         rows = await self._fetch(sql, list(parameters))
         self.outcomes["plan"] += 1
         return plan.finish([rows])
-
-    def _bind(self, statement: sa.Select[Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
-        compiled = self._compiled.get(id(statement))
-        if compiled is None:
-            sql, names, processors = compile_fixed(statement, self._dialect)
-            compiled = self._compiled[id(statement)] = (sql, names, processors, statement)
-        sql, names, processors, _ = compiled
-        parameters = [
-            values[name] if process is None else process(values[name])
-            for name, process in zip(names, processors, strict=True)
-        ]
-        return sql, parameters
 
     async def _fetch(self, sql: str, parameters: list[Any]) -> list[Any]:
         pool = self._pool or await self._open()

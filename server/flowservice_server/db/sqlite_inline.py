@@ -43,7 +43,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from flowservice_server.db import dialect
-from flowservice_server.db.driver_sql import CompiledShapes, bound, compile_fixed
+from flowservice_server.db.driver_sql import CompiledShapes, FixedStatements, answer_of, bound
 from flowservice_server.db.engine import short_read_direct
 
 if TYPE_CHECKING:
@@ -74,6 +74,43 @@ class NotRun(enum.Enum):
     UNEXPECTED = "unexpected"
 
 
+class ShapeDemotions:
+    """Which statement shapes go to worker threads for now, and which ran slow once.
+
+    A shape stopped at its budget is demoted for `DEMOTION_SECONDS`; so is one
+    that finished past its budget twice in a row (once may be a first compile,
+    or a pause). Bounded: plans make shapes, so only live entries are kept.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[Hashable, float] = {}
+        self._slow_once: set[Hashable] = set()
+
+    def demoted(self, shape: Hashable) -> bool:
+        return self._until.get(shape, 0.0) > time.monotonic()
+
+    def demote(self, shape: Hashable) -> None:
+        now = time.monotonic()
+        if len(self._until) >= _SHAPES_KEPT:
+            self._until = {s: t for s, t in self._until.items() if t > now}
+        self._until[shape] = now + DEMOTION_SECONDS
+
+    def finished(self, shape: Hashable, *, slow: bool) -> None:
+        """A run of `shape` that was not stopped: `slow`, past its budget."""
+        if not slow:
+            self._slow_once.discard(shape)
+            return
+        if shape in self._slow_once:
+            self.demote(shape)
+        self._slow_once.add(shape)
+        if len(self._slow_once) > _SHAPES_KEPT:
+            self._slow_once.clear()  # forgetting a first slow run costs one more
+
+    def count(self) -> int:
+        now = time.monotonic()
+        return sum(1 for until in self._until.values() if until > now)
+
+
 class InlineReader:
     """One connection, used only on the event-loop thread, for bounded short reads."""
 
@@ -90,12 +127,11 @@ class InlineReader:
         sa.event.listen(self._engine, "connect", prepare)
         self._budget = budget
         self._connection: sa.Connection | None = None
-        self._demoted_until: dict[Hashable, float] = {}
-        self._slow_once: set[Hashable] = set()
+        self._demotions = ShapeDemotions()
         #: Plan statements compiled by SQLAlchemy cache key.
         self._plans = CompiledShapes(self._engine.dialect)
-        #: Per shape marked with its statement: SQL, parameter names, bind processors.
-        self._compiled: dict[str, tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+        #: Short reads marked with their statement, compiled once each.
+        self._fixed = FixedStatements(self._engine.dialect)
         self._stop_at = 0.0
         self._deadline: float | None = None
         self._steps = 0
@@ -180,7 +216,7 @@ class InlineReader:
         if deadline is not None and now >= deadline:
             self.outcomes["deadline"] += 1
             raise TimeoutError  # as a worker thread would: no work once out of time
-        if self._demoted_until.get(shape, 0.0) > now:
+        if self._demotions.demoted(shape):
             self.outcomes["demoted"] += 1
             return NotRun.DEMOTED
         self._deadline = deadline
@@ -198,7 +234,7 @@ class InlineReader:
                 self.outcomes["deadline"] += 1
                 raise TimeoutError from error
             if self._steps > 0 and interrupted(error):
-                self._demote(shape)
+                self._demotions.demote(shape)
                 self.outcomes["over_budget"] += 1
                 return NotRun.OVER_BUDGET
             if dialect.is_busy(error):
@@ -207,18 +243,12 @@ class InlineReader:
             raise
         finally:
             self._stop_at = math.inf  # nothing else runs on this connection, but be sure
-        if time.thread_time() - started > self._budget:
-            # Past its budget without a step the handler could stop (a count of a
-            # whole index is one VM instruction): its result stands, and a shape
-            # slow twice in a row goes (once may be a first compile, or a pause).
+        # Past its budget without a step the handler could stop (a count of a whole
+        # index is one VM instruction): its result stands.
+        slow = time.thread_time() - started > self._budget
+        if slow:
             self.outcomes["slow"] += 1
-            if shape in self._slow_once:
-                self._demote(shape)
-            self._slow_once.add(shape)
-            if len(self._slow_once) > _SHAPES_KEPT:
-                self._slow_once.clear()  # forgetting a first slow run costs one more
-        else:
-            self._slow_once.discard(shape)
+        self._demotions.finished(shape, slow=slow)
         self.outcomes["inline"] += 1
         return result
 
@@ -247,15 +277,7 @@ class InlineReader:
         know how to report (anything but an operational error) hands the read
         to a worker thread, which reports it as usual.
         """
-        compiled = self._compiled.get(shape)
-        if compiled is None:
-            compiled = compile_fixed(statement, self._engine.dialect)
-            self._compiled[shape] = compiled
-        sql, names, processors = compiled
-        parameters = tuple(
-            values[name] if process is None else process(values[name])
-            for name, process in zip(names, processors, strict=True)
-        )
+        sql, parameters = self._fixed.bind(statement, values)
         driver = connection.connection.driver_connection
         assert driver is not None
         try:
@@ -265,25 +287,14 @@ class InlineReader:
         except sqlite3.Error:
             return NotRun.UNEXPECTED
         self.outcomes["direct"] += 1
-        if answer == "count":
-            return int(rows[0][0])
-        if len(rows) > 1:
-            raise sa_exc.MultipleResultsFound("more than one row where one or none was required")
-        return rows[0] if rows else None
-
-    def _demote(self, shape: Hashable) -> None:
-        now = time.monotonic()
-        if len(self._demoted_until) >= _SHAPES_KEPT:  # plans make shapes: keep only live ones
-            self._demoted_until = {s: t for s, t in self._demoted_until.items() if t > now}
-        self._demoted_until[shape] = now + DEMOTION_SECONDS
+        return answer_of(rows, answer)
 
     def demoted(self, shape: Hashable) -> bool:
-        return self._demoted_until.get(shape, 0.0) > time.monotonic()
+        return self._demotions.demoted(shape)
 
     def demoted_shapes(self) -> int:
         """How many shapes go to worker threads now: for tests and the bench."""
-        now = time.monotonic()
-        return sum(1 for until in self._demoted_until.values() if until > now)
+        return self._demotions.count()
 
     def close(self) -> None:
         if self._connection is not None:

@@ -53,7 +53,7 @@ from sqlalchemy.pool import StaticPool
 
 from flowservice_server.db import dialect
 from flowservice_server.db.sqlite_direct import DriverConnection, DriverError
-from flowservice_server.db.sqlite_inline import DEMOTION_SECONDS, STEP_OPCODES, interrupted
+from flowservice_server.db.sqlite_inline import STEP_OPCODES, ShapeDemotions, interrupted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,8 +100,7 @@ class InlineWriter:
         self._budget = budget
         self._raw: Any = None  # the pool's proxy of the one connection, kept open
         self._connection: DriverConnection | None = None
-        self._demoted_until: dict[str, float] = {}
-        self._slow_once: set[str] = set()
+        self._demotions = ShapeDemotions()
         self._stop_at = math.inf
         self._deadline: float | None = None
         self._steps = 0
@@ -118,7 +117,7 @@ class InlineWriter:
         if deadline is not None and now >= deadline:
             self.outcomes["deadline"] += 1
             raise TimeoutError  # as a worker thread would: no work once out of time
-        if self._demoted_until.get(shape, 0.0) > now:
+        if self._demotions.demoted(shape):
             self.outcomes["demoted"] += 1
             return NotWritten.DEMOTED
         if self._commits_since_checkpoint >= CHECKPOINT_EVERY:
@@ -135,15 +134,11 @@ class InlineWriter:
         result = self._transaction(connection, shape, work, deadline, started)
         if isinstance(result, NotWritten):
             return result
-        if _work_time(connection) - started > self._budget:
-            # Finished past its budget between two calls of the handler: it stands,
-            # and a shape slow twice in a row goes (once may be a first compile).
+        # Finished past its budget between two calls of the handler: it stands.
+        slow = _work_time(connection) - started > self._budget
+        if slow:
             self.outcomes["slow"] += 1
-            if shape in self._slow_once:
-                self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
-            self._slow_once.add(shape)
-        else:
-            self._slow_once.discard(shape)
+        self._demotions.finished(shape, slow=slow)
         self.outcomes["inline"] += 1
         self._commits_since_checkpoint += 1
         return result
@@ -180,7 +175,7 @@ class InlineWriter:
                 self.outcomes["deadline"] += 1
                 raise TimeoutError from error
             if self._steps > 0 and interrupted(error):
-                self._demoted_until[shape] = time.monotonic() + DEMOTION_SECONDS
+                self._demotions.demote(shape)
                 self.outcomes["over_budget"] += 1
                 return NotWritten.OVER_BUDGET
             if dialect.is_busy(error):
@@ -203,7 +198,7 @@ class InlineWriter:
         self._commits_since_checkpoint = 0
 
     def demoted(self, shape: str) -> bool:
-        return self._demoted_until.get(shape, 0.0) > time.monotonic()
+        return self._demotions.demoted(shape)
 
     def close(self) -> None:
         if self._raw is not None:
