@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from flowservice.client import RpcError
+from flowservice.client import FlowClient, RpcError
 from flowservice_server.app import start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.sqlite_engine import prepare_sqlite
@@ -159,3 +159,18 @@ class Heartbeat:
             now = time.monotonic()
             self.longest = max(self.longest, now - last)
             last = now
+
+
+#: Channel options for a client that must see every failure (no transparent retries).
+NO_RETRIES = [("grpc.enable_retries", 0)]
+
+
+def unretried_client(running: RunningServer) -> FlowClient:
+    """A client of `running` that retries nothing, so that every failed call shows."""
+    return FlowClient(f"127.0.0.1:{running.port}", timeout=30, options=NO_RETRIES)
+
+
+def database_name(url: str) -> str:
+    name = sa.make_url(url).database
+    assert name is not None
+    return name

@@ -19,11 +19,11 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
-from flowservice.client import FlowClient, RpcError
+from flowservice.client import RpcError
 from flowservice_server.db.postgres_engine import PostgresDatabase
 from flowservice_server.models import flows
 from tests.conftest import through_pgbouncer
-from tests.helpers import run_sync, serving
+from tests.helpers import database_name, run_sync, serving, unretried_client
 from tests.postgres import admin
 
 if TYPE_CHECKING:
@@ -33,24 +33,12 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.postgresql
 
-NO_RETRIES = [("grpc.enable_retries", 0)]
-
 
 def _lean(running: RunningServer) -> LeanWrites:
     assert isinstance(running.database, PostgresDatabase)
     lean = running.database.lean_writes
     assert lean is not None
     return lean
-
-
-def _client(running: RunningServer) -> FlowClient:
-    return FlowClient(f"127.0.0.1:{running.port}", timeout=30, options=NO_RETRIES)
-
-
-def _database_name(url: str) -> str:
-    name = sa.make_url(url).database
-    assert name is not None
-    return name
 
 
 def _transaction_facts(connection: sa.Connection) -> tuple[str, int, int]:
@@ -90,8 +78,8 @@ def _create_then_dawdle(connection: sa.Connection, *, name: str, seconds: float)
 async def test_a_write_past_its_deadline_is_rolled_back_and_one_cancelled_too(
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
-    database = _database_name(scratch_postgres)
-    async with serving(scratch_postgres) as running, _client(running) as client:
+    database = database_name(scratch_postgres)
+    async with serving(scratch_postgres) as running, unretried_client(running) as client:
         late = partial(_create_then_dawdle, name="too-late", seconds=0.4)
         with pytest.raises(TimeoutError):
             await running.database.write(late, 0.2)
@@ -133,7 +121,7 @@ async def test_lean_writes_answer_as_the_usual_path_and_feed_the_change_table(
         assert isinstance(usual.database, PostgresDatabase)
         assert usual.database.lean_writes is None
         (counted,) = await admin(scratch_postgres, "SELECT count(*) FROM flowservice_flow_change")
-        async with _client(lean) as on, _client(usual) as off:
+        async with unretried_client(lean) as on, unretried_client(usual) as off:
             results = []
             for client, prefix in ((on, "lean"), (off, "usual")):
                 flow, created = await client.create_flow(f"{prefix}-flow", tags=["a"])
@@ -173,8 +161,11 @@ async def _terminate(server_url: str, database: str) -> int:
 async def test_a_connection_killed_between_writes_is_replaced_before_the_write(
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
-    database = _database_name(scratch_postgres)
-    async with serving(scratch_postgres, pool_size=4) as running, _client(running) as client:
+    database = database_name(scratch_postgres)
+    async with (
+        serving(scratch_postgres, pool_size=4) as running,
+        unretried_client(running) as client,
+    ):
         lean = _lean(running)
         flow, _ = await client.create_flow("rewritten")
         await asyncio.gather(*(client.update_flow(flow.id, tags=[str(n)]) for n in range(6)))
@@ -197,7 +188,7 @@ async def test_lean_writes_run_behind_pgbouncer(
     url = through_pgbouncer(pgbouncer, scratch_postgres)
     async with (
         serving(url, pooler="pgbouncer", pool_size=6) as running,
-        _client(running) as client,
+        unretried_client(running) as client,
     ):
 
         async def worker(number: int) -> None:

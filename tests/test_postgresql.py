@@ -18,16 +18,13 @@ from flowservice.client import FlowClient, RpcError
 from flowservice_server.app import RunningServer, start_server
 from flowservice_server.config import DatabaseSettings, Settings
 from flowservice_server.db.factory import open_database
-from tests.helpers import expect_error
+from tests.helpers import NO_RETRIES, database_name, expect_error
 from tests.postgres import admin, prefect_schema_statements
 from tests.processes import start
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
-
-NO_RETRIES = [("grpc.enable_retries", 0)]
-
 
 # --- dialect differences, documented and kept ---------------------------------------
 
@@ -85,12 +82,6 @@ async def test_a_name_too_long_for_postgresqls_unique_index_is_refused_there(
 
 
 # --- outages -------------------------------------------------------------------------
-
-
-def _database_name(url: str) -> str:
-    name = sa.make_url(url).database
-    assert name is not None
-    return name
 
 
 async def _terminate_connections(server_url: str, database: str) -> int:
@@ -162,7 +153,7 @@ async def test_postgresql_killed_connections_give_unavailable_then_recover(
         async def kill_connections() -> None:
             for _ in range(4):
                 await asyncio.sleep(0.5)
-                await _terminate_connections(postgres_server_url, _database_name(scratch_postgres))
+                await _terminate_connections(postgres_server_url, database_name(scratch_postgres))
 
         await asyncio.gather(
             *(load() for _ in range(4)), *(direct_load() for _ in range(2)), kill_connections()
@@ -200,7 +191,7 @@ async def test_postgresql_health_is_not_serving_while_the_database_is_unreachabl
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
     running = await _serve(scratch_postgres)
-    database = _database_name(scratch_postgres)
+    database = database_name(scratch_postgres)
     serving = health_pb2.HealthCheckResponse.SERVING
     try:
         async with FlowClient(f"127.0.0.1:{running.port}", options=NO_RETRIES) as client:
@@ -275,7 +266,7 @@ async def test_postgresql_servers_starting_together_migrate_once(scratch_postgre
 def limited_postgres(scratch_postgres: str, postgres_server_url: str) -> Any:
     """The scratch database, reached as a role that may create tables but not extensions."""
     role = f"flowservice_limited_{uuid.uuid4().hex[:8]}"
-    database = _database_name(scratch_postgres)
+    database = database_name(scratch_postgres)
     asyncio.run(
         admin(
             postgres_server_url,

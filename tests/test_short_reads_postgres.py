@@ -30,7 +30,15 @@ from flowservice_server.db.postgres_engine import PostgresDatabase
 from flowservice_server.models import flows
 from tests.conftest import through_pgbouncer
 from tests.factories import Seeder
-from tests.helpers import direct_engine, expect_error, run_sync, serving
+from tests.helpers import (
+    NO_RETRIES,
+    database_name,
+    direct_engine,
+    expect_error,
+    run_sync,
+    serving,
+    unretried_client,
+)
 from tests.pg_cluster import PostgresCluster, missing_postgres_reason, scratch_directory
 from tests.postgres import admin
 from tests.test_inline_pages import PAGE_SHAPES
@@ -54,9 +62,6 @@ def _sleep_then_one(connection: sa.Connection) -> int:
 def _statement_timeout(connection: sa.Connection) -> str:
     """The session's statement timeout: a unit of work sets one for its transaction."""
     return str(connection.exec_driver_sql("SHOW statement_timeout").scalar_one())
-
-
-NO_RETRIES = [("grpc.enable_retries", 0)]
 
 
 @pytest.mark.parametrize("inline_reads", [True, False])
@@ -95,16 +100,6 @@ def _direct(running: RunningServer) -> DirectReads:
     direct = running.database.direct_reads
     assert direct is not None
     return direct
-
-
-def _client(running: RunningServer) -> FlowClient:
-    return FlowClient(f"127.0.0.1:{running.port}", timeout=30, options=NO_RETRIES)
-
-
-def _database_name(url: str) -> str:
-    name = sa.make_url(url).database
-    assert name is not None
-    return name
 
 
 def _plain_dsn(url: str) -> str:
@@ -207,7 +202,7 @@ async def _terminate(server_url: str, database: str) -> int:
 async def test_a_connection_killed_server_side_is_replaced_and_the_read_answered(
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
-    name = _database_name(scratch_postgres)
+    name = database_name(scratch_postgres)
     async with serving(scratch_postgres, pool_size=4) as running:
         direct = _direct(running)
         async with FlowClient(
@@ -301,7 +296,7 @@ async def _until(check: Any, within: float) -> bool:
 async def test_a_blocked_direct_read_ends_at_its_deadline_and_its_query_is_cancelled(
     scratch_postgres: str, postgres_server_url: str
 ) -> None:
-    name = _database_name(scratch_postgres)
+    name = database_name(scratch_postgres)
     async with serving(scratch_postgres) as running:
         outcomes = _direct(running).outcomes
         async with FlowClient(
@@ -348,9 +343,12 @@ async def test_no_free_connection_within_the_pool_timeout_is_unavailable(
 ) -> None:
     """One connection, held by a read blocked behind a lock: the next read gives up
     after the pool timeout as the SQLAlchemy pool does, UNAVAILABLE, on either path."""
-    name = _database_name(scratch_postgres)
+    name = database_name(scratch_postgres)
     settings: dict[str, Any] = {"pool_size": 1, "pool_timeout": 0.3, "direct_reads": direct_reads}
-    async with serving(scratch_postgres, **settings) as running, _client(running) as client:
+    async with (
+        serving(scratch_postgres, **settings) as running,
+        unretried_client(running) as client,
+    ):
         flow, _ = await client.create_flow("crowded")
         locker = await asyncpg.connect(_plain_dsn(scratch_postgres))
         try:
